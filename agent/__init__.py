@@ -1,0 +1,1 @@
+"""The exploration controller: prompts, LLM backends, reply validation, UCB tree, journal, dispatch."""

@@ -1,0 +1,429 @@
+"""The batch cycle (PROTOCOL.md section 3) over the journal: propose, train, collect, analyse, apply.
+
+Every step is journaled before the next begins, and each step first asks the journal whether it
+already happened, so ``run()`` after a crash continues where the last run stopped: finished
+training is never re-run and a recorded LLM reply is never paid for again.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from agent.config_policy import SlotTemplate, load_slot_template, slot_dataset, write_slot_config
+from agent.executors.base import Executor, JobHandle, JobOutcome, SlotJob
+from agent.journal import Journal
+from agent.llm.base import ImageInput, LLMBackend, LLMRequest
+from agent.prompts import (
+    BatchPromptInput,
+    Instructions,
+    StartPromptInput,
+    render_batch_prompt,
+    render_reask_prompt,
+    render_start_prompt,
+)
+from agent.reply import ReplyContext, parse_reply, resolve_proposals, validate_reply
+from agent.reply_check import PlannedSlot
+from agent.run_files import RunFiles, render_analysis, write_controller_files
+from agent.state import SlotResult, digest_trajectory
+from agent.tree import block_of, block_range
+from experiment.records import ACTIVITY_PNG, R2_LOG, RecordError, read_metrics, read_r2_log
+
+USER_INPUT = "user_input.md"
+
+
+class RunPaused(RuntimeError):
+    """The run stopped in a resumable state (analysis pending, review pause); one line saying how to go on."""
+
+
+class RunSettings(BaseModel):
+    """What one controller invocation was asked to do."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_dir: Path
+    config_path: Path
+    instructions_name: str
+    n_iterations: int
+    llm: str
+    review: bool = False
+    trainer_iterations: int | None = None  # forwarded to trainer.slot --iterations (quick runs)
+    slot_command: list[str] | None = None  # replaces `python -m trainer.slot` (container wrappers, tests)
+
+
+class Controller:
+    """Drives one run directory; all decisions come from the journal and the LLM backend."""
+
+    def __init__(
+        self,
+        settings: RunSettings,
+        instructions: Instructions,
+        backend: LLMBackend,
+        executor: Executor,
+        *,
+        journal: Journal,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.s = settings
+        self.instructions = instructions
+        self.backend = backend
+        self.executor = executor
+        self.journal = journal
+        self.files = RunFiles(settings.run_dir)
+        self.log = log or (lambda msg: print(msg, flush=True))
+        self.template: SlotTemplate = load_slot_template(self.files.base_config)
+        self.claude = self.template.config.claude
+        self.name = self.files.name
+
+    # ------------------------------------------------------------------ derived state
+    @property
+    def n_slots(self) -> int:
+        return self.claude.n_slots
+
+    @property
+    def n_batches(self) -> int:
+        return math.ceil(self.s.n_iterations / self.n_slots)
+
+    def batch_iterations(self, batch: int) -> list[int]:
+        first = (batch - 1) * self.n_slots + 1
+        return [it for it in range(first, first + self.n_slots) if it <= self.n_batches * self.n_slots]
+
+    def results(self) -> list[SlotResult]:
+        found = [SlotResult.model_validate(e["result"]) for e in self.journal.of_type("slot_finished")]
+        return sorted(found, key=lambda r: r.iteration)
+
+    def planned(self, batch: int) -> list[PlannedSlot]:
+        event = self.journal.last("reply_accepted", for_batch=batch)
+        if event is None:
+            raise RuntimeError(f"journal: no accepted plan for batch {batch}")
+        return [PlannedSlot.model_validate(p) for p in event["planned"]]
+
+    def is_block_end(self, batch: int) -> bool:
+        n = self.claude.n_iter_block
+        return any(it % n == 0 for it in self.batch_iterations(batch)) or batch == self.n_batches
+
+    # ------------------------------------------------------------------ the cycle
+    def run(self) -> None:
+        if not self.journal.has("analysis_applied", batch=0):
+            self.files.init_memory(self.s.instructions_name)
+            self.exchange(batch=0)
+            self.apply_analysis(batch=0)
+        for batch in range(1, self.n_batches + 1):
+            if self.journal.has("analysis_applied", batch=batch):
+                continue
+            self.log(f"== batch {batch}/{self.n_batches}: iterations {self._span(batch)}")
+            if not self.journal.has("configs_applied", batch=batch):
+                self.apply_configs(batch)
+            self.run_slots(batch)
+            self.exchange(batch=batch)
+            self.apply_analysis(batch=batch)
+            self.review_pause(batch)
+        if not self.journal.has("run_finished"):
+            self.journal.append("run_finished", n_iterations=len(self.results()))
+        self.log(f"run finished: {len(self.results())} iterations in {self.s.run_dir}")
+
+    def _span(self, batch: int) -> str:
+        its = self.batch_iterations(batch)
+        return f"{its[0]}-{its[-1]}"
+
+    # ------------------------------------------------------------------ step: configs
+    def apply_configs(self, batch: int) -> None:
+        """Write the slot configs ``{name}_{SS}.yaml`` and the per-iteration snapshots."""
+        for p in self.planned(batch):
+            for path in (self.files.slot_config(p.slot), self.files.iteration_config(p.iteration, p.slot)):
+                write_slot_config(self.template.text, self.name, p.slot, p.iteration, p.trainable, path)
+        self.journal.append("configs_applied", batch=batch)
+
+    # ------------------------------------------------------------------ step: train
+    def slot_command(self, config: Path, out: Path, data: Path) -> list[str]:
+        """The slot job: ``python -m trainer.slot`` (or the configured replacement) with its paths."""
+        prefix = self.s.slot_command or [sys.executable, "-m", "trainer.slot"]
+        cmd = [*prefix, "--config", str(config), "--out", str(out), "--data-dir", str(data)]
+        if self.s.trainer_iterations:
+            cmd += ["--iterations", str(self.s.trainer_iterations)]
+        return cmd
+
+    def run_slots(self, batch: int) -> None:
+        """Submit what is not submitted, re-attach to what is running, collect every outcome."""
+        handles: dict[int, JobHandle] = {}
+        for p in self.planned(batch):
+            if self.journal.has("slot_finished", iteration=p.iteration):
+                continue
+            submitted = self.journal.last("slot_submitted", iteration=p.iteration)
+            if submitted is not None:
+                handle = JobHandle.model_validate(submitted["handle"])
+                if self.executor.reattach(handle):
+                    self.log(f"   slot {p.slot} (iteration {p.iteration}): re-attached to job {handle.job_id}")
+                    handles[p.iteration] = handle
+                    continue
+            handles[p.iteration] = self._submit(p)
+        if not handles:
+            return
+        by_name = {h.name: it for it, h in handles.items()}
+        plans = {p.iteration: p for p in self.planned(batch)}
+
+        def finished(handle: JobHandle, outcome: JobOutcome) -> None:
+            it = by_name[handle.name]
+            if not self.journal.has("slot_finished", iteration=it):
+                self._collect(plans[it], outcome)
+
+        outcomes = self.executor.wait(list(handles.values()), on_update=finished)
+        for name, outcome in outcomes.items():
+            it = by_name[name]
+            if not self.journal.has("slot_finished", iteration=it):
+                self._collect(plans[it], outcome)
+
+    def _submit(self, p: PlannedSlot) -> JobHandle:
+        out = self.files.slot_dir(p.iteration, p.slot)
+        out.mkdir(parents=True, exist_ok=True)
+        data = self.files.data_dir(slot_dataset(self.name, p.slot))
+        config = self.files.iteration_config(p.iteration, p.slot)
+        job = SlotJob(name=out.name, command=self.slot_command(config, out, data), out_dir=out, cwd=Path.cwd())
+        handle = self.executor.submit(job)
+        self.journal.append("slot_submitted", iteration=p.iteration, slot=p.slot, handle=handle.model_dump(mode="json"))
+        self.log(f"   slot {p.slot} (iteration {p.iteration}): submitted as {handle.backend} job {handle.job_id}")
+        return handle
+
+    def _collect(self, p: PlannedSlot, outcome: JobOutcome) -> None:
+        out = self.files.slot_dir(p.iteration, p.slot)
+        result = collect_slot_result(p, out, outcome, self.claude.time_limit_min)
+        self.journal.append("slot_finished", iteration=p.iteration, result=result.model_dump(mode="json"))
+        if result.status == "completed" and result.metrics is not None:
+            m = result.metrics
+            self.log(
+                f"   slot {p.slot} (iteration {p.iteration}): conn_R2={m.connectivity_R2:.3f} tau_R2={m.tau_R2:.3f} "
+                f"V_rest_R2={m.V_rest_R2:.3f} cluster={m.cluster_accuracy:.3f} ({m.training_time_min:.1f} min)"
+            )
+        else:
+            self.log(f"   slot {p.slot} (iteration {p.iteration}): FAILED: {result.failure_reason}")
+
+    # ------------------------------------------------------------------ step: analyse
+    def reply_context(self, batch: int) -> ReplyContext:
+        results = self.results()
+        next_its = self.batch_iterations(batch + 1) if batch < self.n_batches else []
+        n = self.claude.n_iter_block
+        return ReplyContext(
+            is_start=batch == 0,
+            batch_results=[r for r in results if r.batch == batch],
+            all_results=results,
+            next_iterations=next_its,
+            next_starts_block=bool(next_its) and (next_its[0] - 1) % n == 0,
+            block=block_of(self.batch_iterations(batch)[0], n) if batch else 1,
+            base_trainable=self.template.trainable,
+            ucb_c=self.claude.ucb_c,
+            n_iter_block=n,
+            baseline_batches=self.claude.baseline_batches,
+            time_limit_min=self.claude.time_limit_min,
+        )
+
+    def build_prompt(self, batch: int, memory_text: str, user_input: str | None) -> tuple[str, list[ImageInput]]:
+        if batch == 0:
+            prompt = render_start_prompt(
+                StartPromptInput(
+                    run_name=self.name,
+                    n_iterations=self.n_batches * self.n_slots,
+                    n_iter_block=self.claude.n_iter_block,
+                    n_slots=self.n_slots,
+                    baseline_batches=self.claude.baseline_batches,
+                    base_config_name=self.files.base_config.name,
+                    base_config_text=self.template.text,
+                    config_files=[self.files.slot_config(s).name for s in range(self.n_slots)],
+                    memory_text=memory_text,
+                    user_input=user_input,
+                )
+            )
+            return prompt, []
+        results = self.results()
+        batch_results = sorted((r for r in results if r.batch == batch), key=lambda r: r.slot)
+        images = [
+            ImageInput(path=path, label=f"slot {r.slot} (iteration {r.iteration}) activity")
+            for r in batch_results
+            if r.status == "completed" and (path := self.files.slot_dir(r.iteration, r.slot) / ACTIVITY_PNG).exists()
+        ]
+        image_slots = [int(img.label.split()[1]) for img in images]
+        prompt = render_batch_prompt(
+            BatchPromptInput(
+                run_name=self.name,
+                results=results,
+                batch_start=self.batch_iterations(batch)[0],
+                n_iterations=self.n_batches * self.n_slots,
+                n_iter_block=self.claude.n_iter_block,
+                n_slots=self.n_slots,
+                baseline_batches=self.claude.baseline_batches,
+                ucb_c=self.claude.ucb_c,
+                ucb_reward=self.claude.ucb_reward,
+                time_limit_min=self.claude.time_limit_min,
+                memory_text=memory_text,
+                user_input=user_input,
+                image_slots=image_slots,
+            )
+        )
+        return prompt, images
+
+    def exchange(self, batch: int) -> None:
+        """One analysis exchange: prompt, validate, re-ask with the exact errors, accept or pause."""
+        if self.journal.has("reply_accepted", source_batch=batch):
+            return
+        ctx = self.reply_context(batch)
+        read = self.journal.last("memory_read", batch=batch)
+        if read is None:
+            user_input = self.files.read_user_input()
+            read = self.journal.append("memory_read", batch=batch, text=self.files.read_memory(), user_input=user_input)
+        prompt, images = self.build_prompt(batch, read["text"], read["user_input"])
+        purpose = "start" if batch == 0 else "batch"
+        base_id = "start" if batch == 0 else f"batch-{batch:03d}"
+        attempt = sum(1 for e in self.journal.of_type("reply_rejected") if e["batch"] == batch)
+        budget = attempt + self.claude.max_reasks + 1
+        while attempt < budget:
+            call_id = base_id if attempt == 0 else f"{base_id}-reask-{attempt}"
+            text = self._reply_text(batch, call_id, purpose if attempt == 0 else "reask", prompt, images, ctx)
+            reply = parse_reply(text)
+            errors = validate_reply(reply, ctx)
+            if not errors:
+                planned = resolve_proposals(reply, ctx)
+                self.journal.append(
+                    "reply_accepted",
+                    source_batch=batch,
+                    for_batch=batch + 1,
+                    call_id=call_id,
+                    entries="\n\n".join(e.text.strip("\n") for e in reply.entries),
+                    memory=reply.memory,
+                    planned=[p.model_dump(mode="json") for p in planned],
+                )
+                self.log(f"   analysis {call_id}: reply accepted")
+                return
+            self.journal.append("reply_rejected", batch=batch, call_id=call_id, errors=errors)
+            self.log(f"   analysis {call_id}: reply rejected ({len(errors)} errors): {errors[0]}")
+            prompt = render_reask_prompt(errors, text)
+            images = []
+            attempt += 1
+        self.journal.append("analysis_pending", batch=batch)
+        raise RunPaused(
+            f"{self.s.run_dir}: batch {batch}: the LLM's reply was rejected {self.claude.max_reasks + 1} times "
+            f"(see journal.jsonl); fix the instructions or memory.md and run again with --resume"
+        )
+
+    def _reply_text(
+        self,
+        batch: int,
+        call_id: str,
+        purpose: str,
+        prompt: str,
+        images: list[ImageInput],
+        ctx: ReplyContext,
+    ) -> str:
+        done = self.journal.last("llm_response", call_id=call_id)
+        if done is not None:
+            return done["text"]
+        request = LLMRequest(
+            call_id=call_id,
+            purpose=purpose,  # type: ignore[arg-type]
+            system=self.instructions.system_text,
+            prompt=prompt,
+            images=images,
+            model=self.claude.model,
+            max_tokens=self.claude.max_tokens,
+            context={"reply_context": ctx.model_dump(mode="json")},
+        )
+        response = self.backend.complete(request)
+        self.journal.append(
+            "llm_response",
+            batch=batch,
+            call_id=call_id,
+            text=response.text,
+            backend=response.backend,
+            usage=response.usage.model_dump(),
+            cost_usd=response.cost_usd,
+            request_id=response.request_id,
+        )
+        return response.text
+
+    # ------------------------------------------------------------------ step: apply
+    def apply_analysis(self, batch: int) -> None:
+        """analysis.md, memory.md, ucb_scores.txt, slot configs of the next batch; block end."""
+        accepted = self.journal.last("reply_accepted", source_batch=batch)
+        assert accepted is not None
+        results = self.results()
+        self.files.write_analysis(render_analysis(self.journal, self.name, self.claude.n_iter_block, self.n_slots))
+        read = self.journal.last("memory_read", batch=batch)
+        user_input = read["user_input"] if read else None
+        write_controller_files(
+            self.files,
+            results,
+            accepted["memory"],
+            self.claude,
+            n_iterations=self.n_batches * self.n_slots,
+            user_input=user_input,
+            before_iteration=self.batch_iterations(batch + 1)[0] if batch < self.n_batches else None,
+        )
+        if user_input is not None:
+            self.files.archive_user_input(batch)
+        if batch and self.is_block_end(batch):
+            block = block_of(self.batch_iterations(batch)[0], self.claude.n_iter_block)
+            self.files.end_block(block, results, self.claude.ucb_c)
+            first, last = block_range(block, self.claude.n_iter_block)
+            self.log(f"   block {block} ended (iterations {first}-{last}); memory snapshot and tree plot written")
+        if batch < self.n_batches:
+            self.apply_configs(batch + 1)
+        self.journal.append("analysis_applied", batch=batch)
+
+    # ------------------------------------------------------------------ step: review
+    def review_pause(self, batch: int) -> None:
+        if not self.s.review or batch >= self.n_batches or self.journal.has("review_done", batch=batch):
+            return
+        summary = self.files.batch_summary(self.results(), batch)
+        if sys.stdin is not None and sys.stdin.isatty():
+            self.log(summary)
+            answer = input("Review memory.md (and write user_input.md if you like); Enter continues, q stops: ")
+            if answer.strip().lower().startswith("q"):
+                raise RunPaused(f"{self.s.run_dir}: stopped for review after batch {batch}; run again with --resume")
+            self.journal.append("review_done", batch=batch)
+            return
+        if self.journal.has("review_pause", batch=batch):
+            self.journal.append("review_done", batch=batch)
+            return
+        self.journal.append("review_pause", batch=batch)
+        self.log(summary)
+        raise RunPaused(
+            f"{self.s.run_dir}: paused for review after batch {batch}; edit memory.md or write user_input.md, "
+            "then run again with --resume"
+        )
+
+
+def collect_slot_result(p: PlannedSlot, out: Path, outcome: JobOutcome, time_limit_min: float) -> SlotResult:
+    """A slot's result from its folder: FAILED unless the status succeeded and the metrics file is valid."""
+    base: dict[str, Any] = {
+        "iteration": p.iteration,
+        "slot": p.slot,
+        "batch": p.batch,
+        "block": p.block,
+        "parent": p.parent,
+        "replicate_of": p.replicate_of,
+        "strategy": p.strategy,
+        "mutation": p.mutation,
+        "trainable": p.trainable,
+        "seeds": {"simulation": p.iteration * 1000 + p.slot, "training": p.iteration * 1000 + p.slot + 500},
+    }
+    if outcome.state != "succeeded":
+        reason = outcome.reason or (f"exit code {outcome.exit_code}" if outcome.exit_code is not None else "unknown")
+        return SlotResult(**base, status="failed", failure_reason=reason)
+    try:
+        metrics = read_metrics(out)
+    except RecordError as err:
+        return SlotResult(**base, status="failed", failure_reason=str(err))
+    try:
+        trajectory = digest_trajectory(read_r2_log(out / R2_LOG))
+    except RecordError:
+        trajectory = None
+    return SlotResult(
+        **base,
+        status="completed",
+        metrics=metrics,
+        trajectory=trajectory,
+        over_time_limit=metrics.training_time_min > time_limit_min,
+    )

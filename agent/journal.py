@@ -1,0 +1,139 @@
+"""Append-only JSON-lines journal of a run: the single source of truth for resume and rebuild.
+
+Each event is one line, written with flush + fsync while holding the run's lock. A torn last
+line (a crash mid-write) is tolerated on read and cut off before the next append.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+
+from experiment.records import utc_now
+
+JOURNAL_NAME = "journal.jsonl"
+LOCK_NAME = ".controller.lock"
+CRASH_ENV = "FLYVIS_AGENT_CRASH_AFTER"
+
+
+class JournalError(RuntimeError):
+    """The journal is unreadable beyond a torn last line, or the run is locked by another controller."""
+
+
+class RunLock:
+    """Exclusive lock on a run directory: a second controller on the same run is refused."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / LOCK_NAME
+        self._lock = FileLock(str(self.path))
+
+    def __enter__(self) -> RunLock:
+        try:
+            self._lock.acquire(timeout=0)
+        except Timeout:
+            raise JournalError(
+                f"{self.path.parent}: another controller is running on this run directory (lock {self.path.name})"
+            ) from None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
+class Journal:
+    """Events of one run, in order. ``append`` is durable before it returns."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = Path(run_dir) / JOURNAL_NAME
+        self.events: list[dict[str, Any]] = []
+        self._crash_after = _parse_crash_spec(os.environ.get(CRASH_ENV, ""))
+        self._load()
+
+    def _load(self) -> None:
+        self._valid_size = 0
+        if not self.path.exists():
+            return
+        raw = self.path.read_bytes()
+        offset = 0
+        for number, line in enumerate(raw.split(b"\n"), start=1):
+            end = offset + len(line)
+            complete = end < len(raw)  # followed by a newline
+            if line.strip():
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    if not complete:
+                        break  # torn last line of a crashed write: cut on the next append
+                    raise JournalError(f"{self.path}: line {number}: corrupt event (not JSON)") from None
+                if not complete:
+                    break  # a last line without its newline was never acknowledged
+                if not isinstance(event, dict) or "type" not in event:
+                    raise JournalError(f"{self.path}: line {number}: event without a type")
+                self.events.append(event)
+            if complete:
+                self._valid_size = end + 1
+            offset = end + 1
+
+    def _truncate_torn_tail(self) -> None:
+        if self.path.exists() and self.path.stat().st_size > self._valid_size:
+            with open(self.path, "r+b") as fh:
+                fh.truncate(self._valid_size)
+                fh.flush()
+                os.fsync(fh.fileno())
+
+    def append(self, type_: str, **data: Any) -> dict[str, Any]:
+        """Record an event durably; then honour a crash point (fault-injection tests)."""
+        event = {"type": type_, "seq": len(self.events) + 1, "at": utc_now(), **data}
+        line = (json.dumps(event, allow_nan=False, default=_json_default) + "\n").encode("utf-8")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._truncate_torn_tail()
+        with open(self.path, "ab") as fh:
+            fh.write(line)
+            fh.flush()
+            os.fsync(fh.fileno())
+        self._valid_size = self.path.stat().st_size
+        self.events.append(json.loads(line))
+        self._maybe_crash(type_)
+        return event
+
+    def of_type(self, type_: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e["type"] == type_]
+
+    def last(self, type_: str, **match: Any) -> dict[str, Any] | None:
+        for e in reversed(self.events):
+            if e["type"] == type_ and all(e.get(k) == v for k, v in match.items()):
+                return e
+        return None
+
+    def has(self, type_: str, **match: Any) -> bool:
+        return self.last(type_, **match) is not None
+
+    def _maybe_crash(self, type_: str) -> None:
+        if not self._crash_after:
+            return
+        name, nth = self._crash_after
+        if type_ != name:
+            return
+        if sum(1 for e in self.events if e["type"] == name) == nth:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _parse_crash_spec(spec: str) -> tuple[str, int] | None:
+    """``event`` or ``event:N``: SIGKILL this process right after the N-th such event (default 1st)."""
+    if not spec:
+        return None
+    name, _, nth = spec.partition(":")
+    return name, int(nth) if nth else 1
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "model_dump"):
+        return obj.model_dump(mode="json")
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

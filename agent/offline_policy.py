@@ -1,0 +1,334 @@
+"""The offline policy: a deterministic stand-in for the LLM that follows the parallel addendum.
+
+Block 1 runs the defaults unchanged for ``baseline_batches`` batches; afterwards each batch is
+exploit (highest-UCB node, one-parameter mutation from the explore ranges), exploit (second UCB
+node, or the same parent with another parameter), replicate (a promising config with < 3 runs)
+and replicate (the best config), dropping to one replicate once the top 3 configs have >= 3 runs.
+Its replies pass the same validation as the LLM's: it is the demo's default and the baseline the
+LLM is measured against.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agent.config_policy import Trainable, apply_overlay, diff_trainable, format_value
+from agent.llm.base import LLMRequest
+from agent.prompts import config_line, metrics_line, status_word, trajectory_lines, variance_update_line
+from agent.reply_check import ReplyContext
+from agent.state import ROOT, Parent, SlotResult
+from agent.tree import UcbEntry, block_of, ucb_ranking
+from memory.variance import VarianceRow, config_ids, config_key, variance_table
+
+# The addendum's explorable alternating parameters, in the order of its suggested block partition.
+EXPLORE_RANGES: tuple[tuple[str, tuple[float | int, ...]], ...] = (
+    ("n_alternations", (2, 4, 6, 8)),
+    ("alternate_lr_W", (0.0, 1e-7, 6e-7, 6e-6)),
+    ("alternate_lr_edge", (0.0, 1e-7, 1.2e-6, 1.2e-5)),
+    ("alternate_vrest_ratio", (0.3, 0.5, 0.7)),
+    ("alternate_lr_update", (0.0, 1e-7, 1.2e-6, 1.2e-5)),
+    ("alternate_lr_embedding", (0.0, 1e-7, 1.55e-6, 1.55e-5)),
+)
+TOP_CONFIGS, TOP_MIN_RUNS = 3, 3
+
+
+class Proposal:
+    """One planned slot of the next batch, before it is written as a ``<config>`` block."""
+
+    def __init__(
+        self,
+        slot: int,
+        parent: Parent,
+        strategy: str,
+        overlay: dict[str, dict[str, Any]] | None = None,
+        replicate_of: int | None = None,
+    ) -> None:
+        self.slot, self.parent, self.strategy = slot, parent, strategy
+        self.overlay, self.replicate_of = overlay or {}, replicate_of
+
+    def render(self) -> str:
+        attrs = f'slot="{self.slot}" parent="{self.parent}"'
+        if self.replicate_of is not None:
+            attrs += f' replicate="{self.replicate_of}"'
+        attrs += f' strategy="{self.strategy}"'
+        body = "".join(
+            f"{section}:\n" + "".join(f"  {k}: {format_value(v)}\n" for k, v in values.items())
+            for section, values in self.overlay.items()
+            if values
+        )
+        return f"<config {attrs}>\n{body}</config>"
+
+
+def offline_policy(request: LLMRequest) -> str:
+    """The reply for one request; the state comes from ``request.context['reply_context']``."""
+    ctx = ReplyContext.model_validate(request.context["reply_context"])
+    return OfflinePlanner(ctx).reply()
+
+
+class OfflinePlanner:
+    """Builds one reply from the controller's records (pure: same context, same text)."""
+
+    def __init__(self, ctx: ReplyContext) -> None:
+        self.ctx = ctx
+        self.results = sorted(ctx.all_results, key=lambda r: r.iteration)
+        self.by_id = {r.iteration: r for r in self.results}
+        self.rows = variance_table(self.results) if self.results else []
+        self.ids = config_ids(self.results) if self.results else {}
+        self.row_of = {row.config_id: row for row in self.rows}
+        self.seen = {config_key(r.trainable) for r in self.results}
+        self.block = ctx.block
+        self.ranking: list[UcbEntry] = (
+            ucb_ranking(self.results, self.block, ctx.ucb_c) if ctx.batch_results else []
+        )
+
+    # ------------------------------------------------------------------ reply
+    def reply(self) -> str:
+        parts = []
+        if not self.ctx.is_start:
+            parts.append("<entries>\n" + "\n\n".join(self.entry(r) for r in self._batch()) + "\n</entries>")
+        parts.append("<memory>\n" + self.memory() + "\n</memory>")
+        if self.ctx.next_iterations:
+            parts.extend(p.render() for p in self.proposals())
+        return "\n\n".join(parts) + "\n"
+
+    def _batch(self) -> list[SlotResult]:
+        return sorted(self.ctx.batch_results, key=lambda r: r.iteration)
+
+    # ------------------------------------------------------------------ entries
+    def entry(self, r: SlotResult) -> str:
+        cid = self.ids[r.iteration]
+        row = self.row_of[cid]
+        lines = [
+            f"## Iter {r.iteration}: {status_word(r)}",
+            f"Node: id={r.iteration}, parent={r.parent}",
+            f"Mode/Strategy: {r.strategy}",
+            config_line(r.trainable),
+            metrics_line(r),
+            trajectory_lines(r)[0],
+            f"Embedding: {self._embedding_note(r)}",
+            f"Mutation: {r.mutation}",
+            f"Parent rule: {self._parent_rule(r)}",
+            f"Observation: {self._observation(r, row)}",
+            variance_update_line(cid, row),
+            f"Next: parent={self._next_parent(r)}",
+        ]
+        return "\n".join(lines)
+
+    def _embedding_note(self, r: SlotResult) -> str:
+        if r.metrics is None:
+            return "n/a (slot failed)"
+        acc = r.metrics.cluster_accuracy
+        quality = "well separated" if acc > 0.8 else "partly separated" if acc > 0.5 else "mostly mixed"
+        return f"types {quality} (cluster_accuracy {acc:.3f})"
+
+    def _parent_rule(self, r: SlotResult) -> str:
+        if r.replicate_of is not None:
+            return f"replicate of node {r.replicate_of} to build its variance estimate"
+        if r.parent == ROOT:
+            return "block start: root (base config or best config carried over)"
+        return f"highest-UCB parent {r.parent} at proposal time"
+
+    def _observation(self, r: SlotResult, row: VarianceRow) -> str:
+        if r.status == "failed" or r.metrics is None:
+            return f"slot failed ({r.failure_reason or 'no reason'}); counted as 0 in the variance table"
+        d = r.trajectory
+        traj = (
+            f"R2 peak {d.peak:.3f} (phase {d.peak_phase}), final {d.final:.3f}, {d.trend}; "
+            f"W-phases {d.w_phase_gain:+.3f}, V_rest-phases {d.vrest_phase_change:+.3f}"
+            if d is not None
+            else "no R2 trajectory"
+        )
+        return f"{traj}; config {row.config_id} mean conn_R2 {row.conn_mean:.3f} over {row.runs} runs ({row.verdict})"
+
+    def _next_parent(self, r: SlotResult) -> Parent:
+        batch_ids = {x.iteration for x in self._batch()}
+        for e in self.ranking:
+            if e.node != r.iteration + 1 or r.iteration + 1 not in batch_ids:
+                return e.node
+        return ROOT
+
+    # ------------------------------------------------------------------ proposals
+    def proposals(self) -> list[Proposal]:
+        ctx = self.ctx
+        n = len(ctx.next_iterations)
+        next_batch = ctx.next_batch
+        if next_batch <= ctx.baseline_batches and block_of(ctx.next_iterations[0], ctx.n_iter_block) == 1:
+            return [Proposal(s, ROOT, "baseline") for s in range(n)]
+        taken: set[str] = set()
+        props: list[Proposal] = []
+        replicates = self._replicate_picks()
+        n_rep = min(len(replicates), self._replicates_required(), n)
+        n_exploit = n - n_rep
+        parents = self._exploit_parents(n_exploit)
+        for slot in range(n_exploit):
+            parent_id, parent_cfg = parents[slot]
+            prop = self._mutate(slot, parent_id, parent_cfg, taken, "exploit" if slot < 2 else "explore")
+            props.append(prop)
+        for k, node in enumerate(replicates[:n_rep]):
+            slot = n_exploit + k
+            parent: Parent = node if self._in_next_block(node) else ROOT
+            props.append(Proposal(slot, parent, "robustness-check", replicate_of=node))
+        return props
+
+    def _replicates_required(self) -> int:
+        top = sorted(self.rows, key=lambda r: (-r.conn_mean, r.iterations[0]))[:TOP_CONFIGS]
+        return 2 if any(r.runs < TOP_MIN_RUNS for r in top) else 1
+
+    def _in_next_block(self, node: int) -> bool:
+        if self.ctx.next_starts_block:
+            return False
+        return self.by_id[node].block == block_of(self.ctx.next_iterations[0], self.ctx.n_iter_block)
+
+    def _representative(self, row: VarianceRow) -> int:
+        """The node to replicate for a config: its latest run in the current block, else its latest run."""
+        in_block = [i for i in row.iterations if self._in_next_block(i)]
+        return max(in_block) if in_block else max(row.iterations)
+
+    def _replicate_picks(self) -> list[int]:
+        """Slot 3's best config and slot 2's most promising under-sampled config (slot order kept)."""
+        ranked = sorted(self.rows, key=lambda r: (-r.conn_mean, r.iterations[0]))
+        if not ranked:
+            return []
+        best = ranked[0]
+        needy = [r for r in ranked if r.runs < TOP_MIN_RUNS and r.config_id != best.config_id]
+        second = needy[0] if needy else (ranked[1] if len(ranked) > 1 else best)
+        return [self._representative(second), self._representative(best)]
+
+    def _exploit_parents(self, n: int) -> list[tuple[Parent, Trainable]]:
+        """Parents for the exploit/explore slots: UCB order inside a block, best configs at a block start."""
+        if self.ctx.next_starts_block or not self.ranking:
+            ranked = sorted(self.rows, key=lambda r: (-r.conn_mean, r.iterations[0]))
+            cfgs = [self.by_id[row.iterations[0]].trainable for row in ranked] or [self.ctx.base_trainable]
+            return [(ROOT, cfgs[min(k, len(cfgs) - 1)]) for k in range(n)]
+        nodes = [e.node for e in self.ranking if self.by_id[e.node].status == "completed"] or [
+            e.node for e in self.ranking
+        ]
+        return [(nodes[min(k, len(nodes) - 1)], self.by_id[nodes[min(k, len(nodes) - 1)]].trainable) for k in range(n)]
+
+    def _mutate(self, slot: int, parent: Parent, parent_cfg: Trainable, taken: set[str], strategy: str) -> Proposal:
+        """The first untried one-parameter change from the explore ranges (relative to ``parent_cfg``)."""
+        base_overlay = self._overlay_from_root(parent_cfg) if parent == ROOT else {}
+        training = parent_cfg.get("training", {})
+        for key, values in EXPLORE_RANGES:
+            for value in values:
+                if key in training and _same(training[key], value):
+                    continue
+                overlay = _merge(base_overlay, {"training": {key: value}})
+                child = apply_overlay(self._start_cfg(parent), overlay, f"offline slot {slot}")
+                ckey = config_key(child)
+                if ckey in self.seen or ckey in taken:
+                    continue
+                taken.add(ckey)
+                return Proposal(slot, parent, strategy, overlay)
+        # Everything in range was tried from here: re-run the parent config instead.
+        return Proposal(slot, parent, strategy, base_overlay)
+
+    def _start_cfg(self, parent: Parent) -> Trainable:
+        return self.ctx.base_trainable if parent == ROOT else self.by_id[int(parent)].trainable
+
+    def _overlay_from_root(self, cfg: Trainable) -> dict[str, dict[str, Any]]:
+        overlay: dict[str, dict[str, Any]] = {}
+        for ch in diff_trainable(self.ctx.base_trainable, cfg):
+            section, _, key = ch.key.partition(".")
+            overlay.setdefault(section, {})[key] = ch.new
+        return overlay
+
+    # ------------------------------------------------------------------ memory
+    def memory(self) -> str:
+        sections = {
+            "Knowledge Base": self._knowledge_base(),
+            "Established Principles": self._principles(),
+            "Falsified Hypotheses": self._falsified(),
+            "Open Questions": self._open_questions(),
+            "Current Block": self._current_block(),
+        }
+        if self.ctx.next_starts_block and self.results:
+            sections["Previous Block Summary"] = self._block_summary()
+        return "\n\n".join(f"### {name}\n\n{body}" for name, body in sections.items())
+
+    def _knowledge_base(self) -> str:
+        if not self.results:
+            return (
+                "No results yet. Block 1 runs the alternate defaults unchanged in all 4 slots for "
+                f"{self.ctx.baseline_batches} batches to measure the variance baseline."
+            )
+        lines = [
+            "| Parameter change (vs base) | Config | Runs | conn_R2 mean | V_rest_R2 mean | Verdict |",
+            "|---|---|---|---|---|---|",
+        ]
+        for row in self.rows:
+            cfg = self.by_id[row.iterations[0]].trainable
+            change = "; ".join(ch.text() for ch in diff_trainable(self.ctx.base_trainable, cfg)) or "(base defaults)"
+            lines.append(
+                f"| {change} | {row.config_id} | {row.runs} | {row.conn_mean:.3f} | {row.vrest_mean:.3f} "
+                f"| {row.verdict} |"
+            )
+        return "\n".join(lines)
+
+    def _principles(self) -> str:
+        robust = [r for r in self.rows if r.verdict == "robust"]
+        if not robust:
+            return "- None established yet (a config needs >= 3 runs within the robustness thresholds)."
+        return "\n".join(f"- {r.config_id} is robust: conn_R2 {r.conn_mean:.3f} +/- {r.conn_std:.3f}" for r in robust)
+
+    def _falsified(self) -> str:
+        fragile = [r for r in self.rows if r.verdict == "fragile"]
+        if not fragile:
+            return "- None yet."
+        return "\n".join(
+            f"- {r.config_id} is not reliable: CV(conn_R2) {r.conn_cv:.1f}%, conn_R2 {r.conn_mean:.3f}" for r in fragile
+        )
+
+    def _open_questions(self) -> str:
+        return (
+            "- Does R2 hold during V_rest-phases, or do the inactive W / lin_edge learning rates let it drift?\n"
+            "- Does the first W-phase, which fits W against an untrained lin_phi, limit the final conn_R2?\n"
+            "- Which alternating parameter moves V_rest_R2 at all?"
+        )
+
+    def _current_block(self) -> str:
+        nxt = self.ctx.next_iterations
+        if not nxt:
+            return "Run complete."
+        block = block_of(nxt[0], self.ctx.n_iter_block)
+        if block == 1 and self.ctx.next_batch <= self.ctx.baseline_batches:
+            hypothesis = "baseline: measure the run-to-run variance of the alternate defaults"
+        else:
+            name = EXPLORE_RANGES[(block - 2) % len(EXPLORE_RANGES)][0] if block > 1 else "n_alternations"
+            hypothesis = f"one-parameter mutations from the best nodes (first untried: {name} and the explore ranges)"
+        done = [r for r in self.results if r.block == block]
+        best = max(done, key=lambda r: (r.conn_r2, -r.iteration), default=None)
+        lines = [
+            f"Block {block}; next iterations {nxt[0]}-{nxt[-1]}.",
+            f"Hypothesis: {hypothesis}.",
+            f"Iterations in this block so far: {len(done)}.",
+        ]
+        if best is not None:
+            lines.append(f"Best node in block: {best.iteration} (conn_R2 {best.conn_r2:.3f}).")
+        return "\n".join(lines)
+
+    def _block_summary(self) -> str:
+        block = self.ctx.block
+        done = [r for r in self.results if r.block == block]
+        best = max(done, key=lambda r: (r.conn_r2, -r.iteration))
+        failed = sum(1 for r in done if r.status == "failed")
+        return (
+            f"Block {block}: {len(done)} iterations, {failed} failed; best node {best.iteration} "
+            f"(conn_R2 {best.conn_r2:.3f}, mutation {best.mutation})."
+        )
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a == b
+    try:
+        return abs(float(a) - float(b)) <= 1e-12 * max(1.0, abs(float(a)), abs(float(b)))
+    except (TypeError, ValueError):
+        return a == b
+
+
+def _merge(a: dict[str, dict[str, Any]], b: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    out = {k: dict(v) for k, v in a.items()}
+    for section, values in b.items():
+        out.setdefault(section, {}).update(values)
+    return out

@@ -1,0 +1,436 @@
+"""Prompt texts of the exploration: system text, PARALLEL START, per-batch prompt, re-ask.
+
+Templates live in ``prompts/templates/`` (``string.Template`` ``$names``); instruction files in
+``prompts/``. Every number the LLM must copy into its entries (metrics, trajectory, mutation,
+variance update) is rendered here from the controller's records, so the validator can demand an
+exact copy. Images are not part of the text: the prompt says which attached image is which slot's.
+"""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from agent.state import Seeds, SlotResult
+from agent.tree import best_node, block_of, block_range, render_ucb_scores, ucb_ranking
+from memory.documents import MemoryDocument
+from memory.variance import VarianceRow, config_ids, render_variance_table, variance_table
+
+PROMPTS_DIR = Path(__file__).resolve().parents[1] / "prompts"
+TEMPLATES_DIR = PROMPTS_DIR / "templates"
+REPLY_FORMAT = "reply_format.md"
+METRIC_DIGITS = 4
+
+# Config line of a log entry: label -> training key.
+CONFIG_LINE_KEYS: tuple[tuple[str, str], ...] = (
+    ("lr_W", "learning_rate_W_start"),
+    ("lr", "learning_rate_start"),
+    ("lr_emb", "learning_rate_embedding_start"),
+    ("n_alt", "n_alternations"),
+    ("vrest_ratio", "alternate_vrest_ratio"),
+    ("alt_lr_W", "alternate_lr_W"),
+    ("alt_lr_edge", "alternate_lr_edge"),
+    ("alt_lr_update", "alternate_lr_update"),
+    ("alt_lr_emb", "alternate_lr_embedding"),
+)
+
+
+class PromptError(ValueError):
+    """An instruction file or template is missing or malformed (one line naming the file)."""
+
+
+class Instructions(BaseModel):
+    """The instruction pair and the system text built from it (identical across calls)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    base_path: str
+    parallel_path: str
+    base_text: str
+    parallel_text: str
+    system_text: str
+
+
+def _read(path: Path, what: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PromptError(f"{path}: missing {what}") from None
+
+
+def resolve_instruction_path(name_or_path: str | Path) -> Path:
+    """A path as given when it exists, else ``prompts/<name>`` (``.md`` added when missing)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    name = path.name if path.suffix == ".md" else f"{path.name}.md"
+    candidate = PROMPTS_DIR / name
+    if candidate.is_file():
+        return candidate
+    raise PromptError(f"{name_or_path}: instruction file not found (as a path or in {PROMPTS_DIR})")
+
+
+def load_instructions(name_or_path: str | Path) -> Instructions:
+    """Base instructions, their ``<stem>_parallel.md`` addendum beside them, and the system text."""
+    base = resolve_instruction_path(name_or_path)
+    if base.stem.endswith("_parallel"):
+        raise PromptError(f"{base}: give the base instruction file, not the parallel addendum")
+    parallel = base.with_name(f"{base.stem}_parallel.md")
+    base_text = _read(base, "base instruction file")
+    parallel_text = _read(parallel, "parallel instruction file (<stem>_parallel.md beside the base file)")
+    reply_format = _read(TEMPLATES_DIR / REPLY_FORMAT, "reply format template")
+    system_text = "\n\n".join(t.strip("\n") for t in (base_text, parallel_text, reply_format)) + "\n"
+    return Instructions(
+        name=base.name,
+        base_path=str(base),
+        parallel_path=str(parallel),
+        base_text=base_text,
+        parallel_text=parallel_text,
+        system_text=system_text,
+    )
+
+
+def _template(name: str) -> string.Template:
+    return string.Template(_read(TEMPLATES_DIR / name, "prompt template"))
+
+
+def _fill(name: str, values: dict[str, Any]) -> str:
+    try:
+        return _template(name).substitute(values)
+    except (KeyError, ValueError) as err:
+        raise PromptError(f"{TEMPLATES_DIR / name}: placeholder {err} has no value or is malformed") from None
+
+
+# ----- value formatting ---------------------------------------------------------------------------
+def format_value(value: Any) -> str:
+    """Shortest exact text of a config value: ``repr`` for floats, ``str`` otherwise."""
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def config_line(trainable: dict[str, dict[str, Any]]) -> str:
+    """The ``Config:`` line of a log entry from a trainable config."""
+    training = trainable.get("training", {})
+    parts = [f"{label}={format_value(training[key]) if key in training else '?'}" for label, key in CONFIG_LINE_KEYS]
+    return "Config: " + ", ".join(parts)
+
+
+def status_word(result: SlotResult) -> Literal["converged", "partial", "failed"]:
+    """Entry status from the measured connectivity_R2 (a failed slot is ``failed``)."""
+    r2 = result.conn_r2
+    if result.status == "failed" or r2 < 0.3:
+        return "failed"
+    return "converged" if r2 > 0.8 else "partial"
+
+
+def metrics_line(result: SlotResult) -> str:
+    """The ``Metrics:`` line with the measured values (``n/a`` for a failed slot)."""
+    m = result.metrics if result.status == "completed" else None
+    if m is None:
+        return "Metrics: n/a"
+    keys = ("connectivity_R2", "tau_R2", "V_rest_R2", "cluster_accuracy", "test_R2", "test_pearson")
+    vals = [f"{k}={getattr(m, k):.{METRIC_DIGITS}f}" for k in keys]
+    vals.append(f"training_time_min={m.training_time_min:.{METRIC_DIGITS}f}")
+    return "Metrics: " + ", ".join(vals)
+
+
+def trajectory_lines(result: SlotResult) -> list[str]:
+    """The entry's ``R2 trajectory:`` line (``n/a`` without R2 log rows) plus a phase detail line."""
+    d = result.trajectory
+    if d is None:
+        return ["R2 trajectory: n/a", "R2 phases: no R2 log rows were recorded"]
+    d_ = METRIC_DIGITS
+    line = f"R2 trajectory: peak={d.peak:.{d_}f} at iter {d.peak_iteration}, final={d.final:.{d_}f}, trend={d.trend}"
+    segs = " | ".join(f"{s.phase} {s.start_iteration}-{s.end_iteration} {s.r2_change:+.{d_}f}" for s in d.segments)
+    detail = (
+        f"R2 phases: peak in phase {d.peak_phase}, final at iter {d.final_iteration}, {d.n_points} points; "
+        f"W-phases {d.w_phase_gain:+.{d_}f} in total, V_rest-phases {d.vrest_phase_change:+.{d_}f} in total; "
+        f"segments: {segs}"
+    )
+    return [line, detail]
+
+
+def variance_update_line(config_id: str, row: VarianceRow) -> str:
+    return (
+        f"Variance update: {config_id} now has {row.runs} runs, "
+        f"CV(conn_R2)={row.conn_cv:.1f}%, CV(V_rest_R2)={row.vrest_cv:.1f}%"
+    )
+
+
+# ----- start prompt -------------------------------------------------------------------------------
+class StartPromptInput(BaseModel):
+    """Everything the PARALLEL START prompt shows."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_name: str
+    n_iterations: int = Field(ge=1)
+    n_iter_block: int = Field(12, ge=1)
+    n_slots: int = Field(4, ge=1)
+    baseline_batches: int = Field(3, ge=0)
+    base_config_name: str
+    base_config_text: str
+    config_files: list[str]
+    memory_text: str
+    user_input: str | None = None
+
+    @model_validator(mode="after")
+    def _one_file_per_slot(self) -> StartPromptInput:
+        if len(self.config_files) != self.n_slots:
+            raise ValueError(f"config_files must list {self.n_slots} files, got {len(self.config_files)}")
+        return self
+
+
+def _user_input_block(text: str | None) -> str:
+    if not text or not text.strip():
+        return ""
+    return (
+        "\n## User input (user_input.md, written by a human for this batch)\n\n"
+        f"{text.strip()}\n\n"
+        "Follow it where it does not break the rules above, and say in Current Block how you acted on it.\n"
+    )
+
+
+def render_start_prompt(ctx: StartPromptInput) -> str:
+    """The PARALLEL START prompt of a fresh run."""
+    last = min(ctx.n_slots, ctx.n_iterations)
+    seeds = "\n".join(
+        f"- slot {s} (iteration {s + 1}): simulation.seed={sd.simulation}, training.seed={sd.training}"
+        for s in range(last)
+        for sd in [Seeds.for_slot(s + 1, s)]
+    )
+    return _fill(
+        "start.md",
+        {
+            "run_name": ctx.run_name,
+            "first": 1,
+            "last": last,
+            "n_iterations": ctx.n_iterations,
+            "n_iter_block": ctx.n_iter_block,
+            "max_slot": ctx.n_slots - 1,
+            "n_slots": ctx.n_slots,
+            "base_config_name": ctx.base_config_name,
+            "base_config": ctx.base_config_text.strip("\n"),
+            "config_files": "\n".join(f"- slot {s}: `{f}`" for s, f in enumerate(ctx.config_files)),
+            "seeds": seeds,
+            "baseline_batches": ctx.baseline_batches,
+            "baseline_runs": ctx.baseline_batches * ctx.n_slots,
+            "memory": ctx.memory_text.strip("\n"),
+            "user_input": _user_input_block(ctx.user_input),
+        },
+    )
+
+
+# ----- batch prompt -------------------------------------------------------------------------------
+class BatchPromptInput(BaseModel):
+    """Everything the per-batch prompt shows; ``results`` is the whole run so far, this batch included."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_name: str
+    results: list[SlotResult]
+    batch_start: int = Field(ge=1, description="first iteration of the batch that just finished")
+    n_iterations: int = Field(ge=1)
+    n_iter_block: int = Field(12, ge=1)
+    n_slots: int = Field(4, ge=1)
+    baseline_batches: int = Field(3, ge=0)
+    ucb_c: float = Field(1.414, ge=0)
+    ucb_reward: Literal["node", "replicate_mean"] = "node"
+    time_limit_min: float = Field(60.0, gt=0)
+    memory_text: str
+    user_input: str | None = None
+    image_slots: list[int] | None = Field(
+        None, description="slots whose activity.png is attached, in attachment order (default: completed slots)"
+    )
+
+    @model_validator(mode="after")
+    def _batch_present(self) -> BatchPromptInput:
+        its = {r.iteration for r in self.results}
+        if self.batch_start not in its:
+            raise ValueError(f"batch_start: iteration {self.batch_start} has no result")
+        return self
+
+    def batch(self) -> list[SlotResult]:
+        last = self.batch_start + self.n_slots - 1
+        return sorted((r for r in self.results if self.batch_start <= r.iteration <= last), key=lambda r: r.iteration)
+
+
+def _over_time(r: SlotResult, limit: float) -> bool:
+    return r.over_time_limit or (r.metrics is not None and r.metrics.training_time_min > limit)
+
+
+def _slot_text(r: SlotResult, ids: dict[int, str], rows: dict[str, VarianceRow], limit: float) -> str:
+    head = f"### Slot {r.slot} (iteration {r.iteration}) "
+    head += "[COMPLETED]" if r.status == "completed" else f"[FAILED] {r.failure_reason or 'no reason recorded'}"
+    minutes = r.metrics.training_time_min if r.metrics else 0.0
+    time_flag = [f"Training time: {minutes:.1f} min — OVER TIME LIMIT ({limit:g} min)"] if _over_time(r, limit) else []
+    cid = ids[r.iteration]
+    lines = [
+        head,
+        f"Entry status: {status_word(r)}",
+        f"Node: id={r.iteration}, parent={r.parent}",
+        f"Mode/Strategy: {r.strategy}",
+        f"Config id: {cid}" + (f" (replicate of node {r.replicate_of})" if r.replicate_of is not None else ""),
+        config_line(r.trainable),
+        f"Seeds: simulation.seed={r.seeds.simulation}, training.seed={r.seeds.training}",
+        metrics_line(r),
+        *time_flag,
+        *trajectory_lines(r),
+        *(["Failed slot: the variance table counts it as 0 for every metric."] if r.status == "failed" else []),
+        f"Mutation: {r.mutation}",
+        variance_update_line(cid, rows[cid]),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _images_text(ctx: BatchPromptInput, batch: list[SlotResult]) -> str:
+    by_slot = {r.slot: r for r in batch}
+    slots = ctx.image_slots if ctx.image_slots is not None else [r.slot for r in batch if r.status == "completed"]
+    if not slots:
+        return "No images attached."
+    lines = ["Attached images, in order (each slot's activity.png: true vs simulated traces of selected types):"]
+    for k, s in enumerate(slots, start=1):
+        it = by_slot[s].iteration if s in by_slot else "?"
+        lines.append(f"{k}. slot {s} (iteration {it}): activity.png")
+    return "\n".join(lines)
+
+
+def _best_text(results: list[SlotResult], ids: dict[int, str], rows: dict[str, VarianceRow]) -> str:
+    best = best_node(results)
+    if best is None:
+        return "No completed node yet."
+    m = best.metrics
+    assert m is not None
+    row = rows[ids[best.iteration]]
+    return (
+        f"Node {best.iteration} (block {best.block}, config {row.config_id}): connectivity_R2={m.connectivity_R2:.4f}, "
+        f"tau_R2={m.tau_R2:.4f}, V_rest_R2={m.V_rest_R2:.4f}, cluster_accuracy={m.cluster_accuracy:.4f}, "
+        f"test_pearson={m.test_pearson:.4f}. Its config {row.config_id}: {row.runs} runs, "
+        f"conn_R2 {row.conn_mean:.3f} +/- {row.conn_std:.3f}, verdict {row.verdict}."
+    )
+
+
+def replicates_required(rows: list[VarianceRow]) -> int:
+    """2 while any of the top 3 configs (by mean conn_R2, ties by first iteration) has < 3 runs, then 1."""
+    top = sorted(rows, key=lambda r: (-r.conn_mean, r.iterations[0]))[:3]
+    return 2 if any(r.runs < 3 for r in top) else 1
+
+
+ELIDED = ("Variance Estimates", "UCB Ranking")
+
+
+def memory_for_prompt(memory_text: str) -> str:
+    """memory.md as the batch prompt shows it: the tables printed above are not repeated."""
+    doc = MemoryDocument.parse(memory_text)
+    for section in doc.sections:
+        if section.level == 3 and section.title in ELIDED:
+            section.body = "\n(the same table as above in this prompt)\n\n"
+    return doc.render()
+
+
+def _rules_text(ctx: BatchPromptInput, batch: list[SlotResult], rows: list[VarianceRow]) -> str:
+    first, last = batch[0].iteration, batch[-1].iteration
+    block = block_of(first, ctx.n_iter_block)
+    _, block_last = block_range(block, ctx.n_iter_block)
+    nxt_first = last + 1
+    nxt_last = nxt_first + ctx.n_slots - 1
+    ids = ", ".join(str(r.iteration) for r in batch)
+    lines = [
+        f"- Entries: one `## Iter N:` entry for each of iterations {ids}, in this order. Copy `Node:`, `Metrics:`, "
+        "`R2 trajectory:`, `Mutation:` and `Variance update:` from the slot results above; the status word is "
+        "the `Entry status` shown.",
+        "- `Next: parent=P`: P is `root` or a node of this or an earlier batch, never the entry's id+1.",
+    ]
+    if nxt_first > ctx.n_iterations:
+        lines.append(
+            f"- This was the last batch of the run ({ctx.n_iterations} iterations): write the entries and the "
+            "memory; still send the config blocks (they are recorded, not run)."
+        )
+    slot_map = ", ".join(f"slot {s} -> iteration {nxt_first + s}" for s in range(ctx.n_slots))
+    lines.append(f"- Next batch: iterations {nxt_first}-{nxt_last} ({slot_map}).")
+    batch_no = (nxt_first - 1) // ctx.n_slots + 1
+    if last >= block_last:
+        lines.append(
+            f'- The next batch starts block {block + 1}: a fresh tree. Every config must have `parent="root"`; '
+            'write changes relative to the base config, or `replicate="X"` (empty body) to re-run node X\'s config.'
+        )
+        parents = "root"
+    else:
+        members = sorted(r.iteration for r in ctx.results if r.block == block)
+        parents = "root or one of nodes " + ", ".join(str(i) for i in members)
+        lines.append(f"- Next batch stays in block {block}: each config's parent is {parents}.")
+    if block_of(nxt_first, ctx.n_iter_block) == 1 and batch_no <= ctx.baseline_batches:
+        lines.append(
+            f"- Baseline: the next batch is batch {batch_no} of {ctx.baseline_batches} baseline batches: all "
+            f'{ctx.n_slots} configs `parent="root"`, `strategy="baseline"`, empty body (defaults unchanged).'
+        )
+    else:
+        need = replicates_required(rows)
+        lines.append(
+            f"- Replicates: at least {need} of the {ctx.n_slots} configs are replicates "
+            '(`replicate="X"`, `strategy="robustness-check"`, empty body) — 2 until each of the top 3 configs '
+            "by mean conn_R2 has >= 3 runs, then 1."
+        )
+    slow = [r for r in batch if _over_time(r, ctx.time_limit_min)]
+    if slow:
+        nodes = ", ".join(str(r.iteration) for r in slow)
+        lines.append(
+            f"- Over the time limit: node(s) {nodes}. A child of them must not grow hidden_dim, hidden_dim_update, "
+            "n_layers, n_layers_update or data_augmentation_loop; reduce complexity instead."
+        )
+    return "\n".join(lines)
+
+
+def render_batch_prompt(ctx: BatchPromptInput) -> str:
+    """The per-batch prompt (PROTOCOL.md section 5): results, tree, variance, rules, memory."""
+    batch = ctx.batch()
+    first, last = batch[0].iteration, batch[-1].iteration
+    block = block_of(first, ctx.n_iter_block)
+    b_first, b_last = block_range(block, ctx.n_iter_block)
+    ids = config_ids(ctx.results)
+    table = variance_table(ctx.results)
+    rows = {row.config_id: row for row in table}
+    entries = ucb_ranking(ctx.results, block, ctx.ucb_c, ctx.ucb_reward)
+    block_its = [r.iteration for r in ctx.results if r.block == block]
+    ucb = render_ucb_scores(entries, block, min(block_its), max(block_its), ctx.ucb_c).rstrip("\n")
+    return _fill(
+        "batch.md",
+        {
+            "run_name": ctx.run_name,
+            "first": first,
+            "last": last,
+            "n_iterations": ctx.n_iterations,
+            "block": block,
+            "block_first": first - b_first + 1,
+            "block_last": last - b_first + 1,
+            "n_iter_block": ctx.n_iter_block,
+            "block_end": ">>> BLOCK END <<<\n" if last >= b_last else "",
+            "slots": "\n".join(_slot_text(r, ids, rows, ctx.time_limit_min) for r in batch),
+            "images": _images_text(ctx, batch),
+            "ucb": ucb,
+            "variance": render_variance_table(table),
+            "best": _best_text(ctx.results, ids, rows),
+            "rules": _rules_text(ctx, batch, table),
+            "memory": memory_for_prompt(ctx.memory_text).strip("\n"),
+            "user_input": _user_input_block(ctx.user_input),
+        },
+    )
+
+
+# ----- re-ask -------------------------------------------------------------------------------------
+def render_reask_prompt(errors: list[str], previous_reply: str) -> str:
+    """A re-ask that carries the validator's exact errors and the rejected reply."""
+    if not errors:
+        raise PromptError("render_reask_prompt: errors: at least one error is required")
+    return _fill(
+        "reask.md",
+        {
+            "errors": "\n".join(f"- {e}" for e in errors),
+            "previous_reply": previous_reply.strip("\n"),
+        },
+    )

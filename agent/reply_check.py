@@ -1,0 +1,570 @@
+"""Check a parsed reply against what the controller measured and against the protocol's rules.
+
+Every check of PROTOCOL.md section 4 and the parallel addendum's strategy rules: the entries must
+restate the measured numbers and the recorded tree, the memory update may touch only the LLM's
+sections, and the proposed configs must obey the config policy and the replicate/baseline rules.
+All problems are returned (not only the first), each as one self-contained line for the LLM.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agent.config_policy import (
+    BASELINE_MUTATION,
+    SECTIONS,
+    EditRejected,
+    Trainable,
+    apply_overlay,
+    diff_trainable,
+    format_mutation,
+    format_value,
+    growth_errors,
+    is_number,
+    normalize_trainable,
+    replicate_mutation,
+)
+from agent.reply_parse import (
+    CONTROLLER_SECTIONS,
+    ENTRY_KEYS,
+    LLM_SECTIONS,
+    STATUSES,
+    TRENDS,
+    ChangeClaim,
+    ConfigProposal,
+    IterEntry,
+    Printed,
+    Reply,
+    ReplyRejected,
+    parse_number,
+    parse_reply,
+)
+from agent.state import ROOT, Parent, SlotResult
+from agent.tree import block_of
+from experiment.config import ConfigError, parse_experiment
+from experiment.records import METRIC_KEYS
+from memory.variance import VarianceRow, config_key, variance_table
+
+METRIC_TOL = 5e-4  # plus half a unit of the printed digits
+TRAJECTORY_TOL = 5e-3
+CV_TOL = 0.5  # percentage points
+MUTATION_RTOL = 1e-6
+CONVERGED, PARTIAL = 0.8, 0.3
+TOP_CONFIGS, TOP_MIN_RUNS = 3, 3
+GROWTH_REPLICATES, STEADY_REPLICATES = 2, 1
+FAILED_REQUIRED = ("Node", "Mode/Strategy", "Mutation", "Observation", "Next")
+CONFIG_ALIASES = {
+    "lr_W": "training.learning_rate_W_start",
+    "lr": "training.learning_rate_start",
+    "lr_emb": "training.learning_rate_embedding_start",
+    "n_alt": "training.n_alternations",
+    "vrest_ratio": "training.alternate_vrest_ratio",
+    "alt_lr_W": "training.alternate_lr_W",
+    "alt_lr_edge": "training.alternate_lr_edge",
+    "alt_lr_update": "training.alternate_lr_update",
+    "alt_lr_emb": "training.alternate_lr_embedding",
+}
+
+
+class ReplyContext(BaseModel):
+    """What the controller knows when it checks a reply."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    is_start: bool = Field(description="PARALLEL START: no batch has run yet")
+    batch_results: list[SlotResult] = Field(default_factory=list, description="the batch that just finished")
+    all_results: list[SlotResult] = Field(default_factory=list, description="every result of the run so far")
+    next_iterations: list[int] = Field(description="iterations of the next batch, slot order (empty: run over)")
+    next_starts_block: bool = Field(description="the next batch opens a new block (all parents root)")
+    block: int = Field(1, ge=1, description="block of the finished batch (1 at START)")
+    base_trainable: Trainable = Field(description="normalised trainable of the base config (parent 'root')")
+    ucb_c: float = 1.414
+    n_iter_block: int = Field(12, ge=1)
+    baseline_batches: int = Field(3, ge=0)
+    time_limit_min: float = Field(60.0, gt=0)
+    variance_rows: list[VarianceRow] | None = Field(None, description="None: computed from all_results")
+
+    def rows(self) -> list[VarianceRow]:
+        return self.variance_rows if self.variance_rows is not None else variance_table(self.all_results)
+
+    @property
+    def next_batch(self) -> int:
+        return max((r.batch for r in self.all_results), default=0) + 1
+
+    @property
+    def next_block(self) -> int:
+        return block_of(self.next_iterations[0], self.n_iter_block) if self.next_iterations else self.block
+
+
+class PlannedSlot(BaseModel):
+    """A validated proposal, ready for the controller to write and dispatch."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    iteration: int
+    slot: int
+    batch: int
+    block: int
+    parent: Parent
+    replicate_of: int | None
+    strategy: str
+    trainable: Trainable
+    mutation: str
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def classify(result: SlotResult) -> str:
+    """converged > 0.8, partial 0.3-0.8, failed < 0.3 or when the slot failed."""
+    if result.status == "failed" or result.metrics is None:
+        return "failed"
+    r2 = result.metrics.connectivity_R2
+    return "converged" if r2 > CONVERGED else "partial" if r2 >= PARTIAL else "failed"
+
+
+def _num(x: float) -> str:
+    return f"{x:.6g}"
+
+
+def _over_time(result: SlotResult, limit: float) -> bool:
+    minutes = result.metrics.training_time_min if result.metrics is not None else 0.0
+    return result.over_time_limit or minutes > limit
+
+
+def _value_matches(text: str, actual: Any) -> bool:
+    """A printed Mutation value against a config value: numbers numerically (rel 1e-6), bools by word."""
+    t = text.strip().strip("'\"")
+    if isinstance(actual, bool):
+        return t.lower() in ("true", "false") and (t.lower() == "true") == actual
+    if is_number(actual):
+        num = parse_number(t)
+        return isinstance(num, Printed) and math.isclose(num.value, actual, rel_tol=MUTATION_RTOL, abs_tol=1e-12)
+    return t == format_value(actual)
+
+
+def _trainable_of(parent: Parent, known: dict[int, SlotResult], base: Trainable) -> Trainable | None:
+    if parent == ROOT:
+        return base
+    node = known.get(int(parent))
+    return node.trainable if node is not None else None
+
+
+def _parent_desc(parent: Parent) -> str:
+    return "the base config (parent root)" if parent == ROOT else f"parent {parent}"
+
+
+# ---------------------------------------------------------------------------------------------- entries
+
+
+def _check_entry_set(reply: Reply, ctx: ReplyContext) -> list[str]:
+    if ctx.is_start:
+        if reply.entries:
+            return ["<entries>: the PARALLEL START reply has no finished iterations; leave out '## Iter' entries"]
+        return []
+    expected = sorted(r.iteration for r in ctx.batch_results)
+    span = f"{expected[0]}-{expected[-1]}" if expected else "none"
+    if not reply.has_entries_block:
+        return [f"<entries>: missing; write one '## Iter N:' entry for each of iterations {span}"]
+    errors, seen = [], []
+    for e in reply.entries:
+        if e.iteration in seen:
+            errors.append(f"Iter {e.iteration}: entry given twice")
+        elif e.iteration not in expected:
+            errors.append(f"Iter {e.iteration}: not an iteration of this batch (expected {span})")
+        else:
+            seen.append(e.iteration)
+    errors.extend(f"Iter {i}: entry missing" for i in expected if i not in seen)
+    if not errors and seen != expected:
+        errors.append(f"<entries>: entries must be in iteration order ({', '.join(map(str, expected))})")
+    return errors
+
+
+def _check_lines(e: IterEntry, r: SlotResult) -> list[str]:
+    required = FAILED_REQUIRED if r.status == "failed" else tuple(ENTRY_KEYS.values())
+    return [f"Iter {e.iteration}: missing '{k}:' line" for k in required if k not in e.lines]
+
+
+def _check_status(e: IterEntry, r: SlotResult) -> list[str]:
+    want = classify(r)
+    if e.status == want:
+        return []
+    if e.status not in STATUSES:
+        return [f"Iter {e.iteration}: status '{e.status}' is not one of {'/'.join(STATUSES)}; measured '{want}'"]
+    if r.status == "failed" or r.metrics is None:
+        return [f"Iter {e.iteration}: status '{e.status}' but the slot failed; write 'failed'"]
+    return [
+        f"Iter {e.iteration}: status '{e.status}' but measured connectivity_R2={_num(r.metrics.connectivity_R2)} "
+        f"is '{want}' (converged > 0.8, partial 0.3-0.8, failed < 0.3)"
+    ]
+
+
+def _check_node(e: IterEntry, r: SlotResult, ctx: ReplyContext) -> list[str]:
+    where, errors = f"Iter {e.iteration}", []
+    if e.node_id is not None and e.node_id != r.iteration:
+        errors.append(f"{where}: Node: id={e.node_id} but this entry is node {r.iteration}")
+    if e.parent is not None and e.parent != r.parent:
+        errors.append(f"{where}: Node: parent={e.parent} but the slot was proposed with parent={r.parent}")
+    elif e.parent not in (None, ROOT) and block_of(int(e.parent), ctx.n_iter_block) != r.block:
+        errors.append(f"{where}: Node: parent={e.parent} is not a node of block {r.block}")
+    if e.strategy is not None and not e.strategy.startswith(r.strategy.lower()):
+        errors.append(f"{where}: Mode/Strategy: says '{e.strategy}' but the slot was proposed as '{r.strategy}'")
+    return errors
+
+
+def _check_config_line(e: IterEntry, r: SlotResult) -> list[str]:
+    if e.config is None:
+        return []
+    where, errors = f"Iter {e.iteration}: Config", []
+    errors.extend(f"{where}: {alias} missing" for alias in CONFIG_ALIASES if alias not in e.config)
+    for name, printed in e.config.items():
+        key = CONFIG_ALIASES.get(name) or next((f"{s}.{name}" for s in SECTIONS if name in r.trainable.get(s, {})), "")
+        section, _, field = key.partition(".")
+        actual = r.trainable.get(section, {}).get(field) if key else None
+        if not key or not is_number(actual):
+            errors.append(f"{where}: '{name}' is not a numeric parameter of the config")
+        elif abs(printed.value - actual) > printed.half_unit + MUTATION_RTOL * abs(actual):
+            errors.append(f"{where}: {name}={printed.text} but the config has {format_value(actual)}")
+    return errors
+
+
+def _check_metrics(e: IterEntry, r: SlotResult) -> list[str]:
+    where = f"Iter {e.iteration}: Metrics"
+    if r.metrics is None:
+        if e.metrics:
+            return [f"{where}: the slot failed and nothing was measured; write 'Metrics: n/a'"]
+        return []
+    if e.metrics is None:
+        return [f"{where}: n/a but the slot was measured; copy the measured values"] if "Metrics" in e.lines else []
+    measured = r.metrics.model_dump()
+    errors = [f"{where}: {k} missing" for k in METRIC_KEYS if k not in e.metrics]
+    for key, printed in e.metrics.items():
+        if key not in measured:
+            errors.append(f"{where}: '{key}' is not a measured metric (hallucinated metric)")
+        elif abs(printed.value - measured[key]) > METRIC_TOL + printed.half_unit:
+            errors.append(f"{where}: {key}={printed.text} but measured {_num(measured[key])}")
+    return errors
+
+
+def _norm_phase(text: str) -> str:
+    return text.lower().replace("-phase", "").replace(" phase", "").replace("phase", "").strip()
+
+
+def _check_trajectory(e: IterEntry, r: SlotResult) -> list[str]:
+    where, d, claim = f"Iter {e.iteration}: R2 trajectory", r.trajectory, e.trajectory
+    if e.is_na("R2 trajectory"):
+        if d is None or r.status == "failed":
+            return []
+        return [f"{where}: n/a but the digest is peak={d.peak:.3f} at iter {d.peak_iteration}, final={d.final:.3f}"]
+    if claim is None:
+        return []
+    if d is None:
+        return [f"{where}: no R2 log was recorded for this slot; write 'R2 trajectory: n/a'"]
+    errors = []
+    if abs(claim.peak.value - d.peak) > TRAJECTORY_TOL:
+        errors.append(f"{where}: peak={claim.peak.text} but the digest has peak={d.peak:.4f}")
+    if claim.peak_iteration != d.peak_iteration:
+        errors.append(f"{where}: peak at iter {claim.peak_iteration} but the digest has iter {d.peak_iteration}")
+    if claim.peak_phase is not None and _norm_phase(claim.peak_phase) != _norm_phase(d.peak_phase):
+        errors.append(f"{where}: peak phase '{claim.peak_phase}' but the digest has '{d.peak_phase}'")
+    if abs(claim.final.value - d.final) > TRAJECTORY_TOL:
+        errors.append(f"{where}: final={claim.final.text} but the digest has final={d.final:.4f}")
+    if claim.trend != d.trend:
+        allowed = "/".join(TRENDS)
+        errors.append(f"{where}: trend={claim.trend} but the digest has trend={d.trend} ({allowed})")
+    return errors
+
+
+def expected_mutation(r: SlotResult, known: dict[int, SlotResult], base: Trainable) -> str | None:
+    """The Mutation value a node's entry must carry (None when its parent is unknown)."""
+    if r.replicate_of is not None:
+        return replicate_mutation(r.replicate_of)
+    parent = _trainable_of(r.parent, known, base)
+    if parent is None:
+        return None
+    return format_mutation(parent, r.trainable, parent_id=r.parent)
+
+
+def _changes_match(claims: list[ChangeClaim], parent: Trainable, child: Trainable) -> bool:
+    changes = diff_trainable(parent, child)
+    if len(claims) != len(changes):
+        return False
+    unmatched = list(claims)
+    for ch in changes:
+        hit = next(
+            (
+                c
+                for c in unmatched
+                if c.param == ch.name and _value_matches(c.old, ch.old) and _value_matches(c.new, ch.new)
+            ),
+            None,
+        )
+        if hit is None:
+            return False
+        unmatched.remove(hit)
+    return True
+
+
+def _check_mutation(e: IterEntry, r: SlotResult, known: dict[int, SlotResult], base: Trainable) -> list[str]:
+    where, claim = f"Iter {e.iteration}: Mutation", e.mutation
+    want = expected_mutation(r, known, base)
+    if claim is None or want is None:
+        return [] if want is not None else [f"{where}: parent {r.parent} of node {r.iteration} is unknown"]
+    if want.startswith("[none]"):
+        ok = (claim.kind == "replicate" and replicate_mutation(claim.replicate_of or 0) == want) or (
+            claim.kind == "baseline" and want == BASELINE_MUTATION
+        )
+        if ok:
+            return []
+        why = "it re-ran a config verbatim" if want != BASELINE_MUTATION else "it ran the base config unchanged"
+        return [f"{where}: says '{claim.text}' but expected '{want}' ({why})"]
+    parent = _trainable_of(r.parent, known, base) or base
+    if claim.kind == "changes" and _changes_match(claim.changes, parent, r.trainable):
+        return []
+    return [f"{where}: says '{claim.text}' but the config differs from {_parent_desc(r.parent)} by '{want}'"]
+
+
+def _row_of(iteration: int, rows: list[VarianceRow]) -> VarianceRow | None:
+    return next((row for row in rows if iteration in row.iterations), None)
+
+
+def _check_variance(e: IterEntry, r: SlotResult, rows: list[VarianceRow]) -> list[str]:
+    claim, where = e.variance, f"Iter {e.iteration}: Variance update"
+    row = _row_of(r.iteration, rows)
+    if claim is None or row is None:
+        return []
+    errors = []
+    if claim.config_id != row.config_id:
+        errors.append(f"{where}: config id {claim.config_id} but node {r.iteration} ran {row.config_id}")
+    if claim.runs != row.runs:
+        errors.append(f"{where}: {claim.runs} runs but {row.config_id} has {row.runs}")
+    for label, printed, actual in (
+        ("CV(conn_R2)", claim.cv_conn, row.conn_cv),
+        ("CV(V_rest_R2)", claim.cv_vrest, row.vrest_cv),
+    ):
+        if math.isfinite(actual) and abs(printed.value - actual) > CV_TOL:
+            errors.append(f"{where}: {label}={printed.text}% but the variance table has {actual:.1f}%")
+    return errors
+
+
+def _check_next(e: IterEntry, batch: set[int], known: dict[int, SlotResult]) -> list[str]:
+    p, where = e.next_parent, f"Iter {e.iteration}: Next"
+    if p is None or p == ROOT:
+        return []
+    if p == e.iteration + 1 and p in batch:
+        return [f"{where}: parent={p} is the next slot of the same batch (id+1); name a finished node or root"]
+    if p not in known:
+        return [f"{where}: parent={p} is not an existing node"]
+    return []
+
+
+def _check_entries(reply: Reply, ctx: ReplyContext) -> list[str]:
+    errors = _check_entry_set(reply, ctx)
+    known = {r.iteration: r for r in ctx.all_results}
+    known.update({r.iteration: r for r in ctx.batch_results})
+    batch = {r.iteration for r in ctx.batch_results}
+    rows = ctx.rows() if ctx.batch_results else []
+    by_iter: dict[int, IterEntry] = {}
+    for e in reply.entries:
+        by_iter.setdefault(e.iteration, e)
+    for r in sorted(ctx.batch_results, key=lambda r: r.iteration):
+        e = by_iter.get(r.iteration)
+        if e is None:
+            continue
+        errors += _check_lines(e, r)
+        errors += _check_status(e, r)
+        errors += _check_node(e, r, ctx)
+        errors += _check_config_line(e, r)
+        errors += _check_metrics(e, r)
+        errors += _check_trajectory(e, r)
+        errors += _check_mutation(e, r, known, ctx.base_trainable)
+        errors += _check_variance(e, r, rows)
+        errors += _check_next(e, batch, known)
+    return errors
+
+
+def _check_memory(reply: Reply) -> list[str]:
+    errors = []
+    for name in reply.memory:
+        if name in CONTROLLER_SECTIONS:
+            errors.append(f"memory: section '{name}' is controller-owned; leave it out")
+        elif name not in LLM_SECTIONS:
+            errors.append(f"memory: unknown section '{name}' (yours are: {', '.join(LLM_SECTIONS)})")
+    return errors
+
+
+# ---------------------------------------------------------------------------------------------- proposals
+
+
+def _resolve_one(
+    p: ConfigProposal, ctx: ReplyContext, known: dict[int, SlotResult], block_nodes: set[int]
+) -> tuple[PlannedSlot | None, list[str]]:
+    label, iteration = f"config slot {p.slot}", ctx.next_iterations[p.slot]
+    errors = []
+    if p.parent != ROOT:
+        if p.parent not in known:
+            errors.append(f"{label}: parent={p.parent} is not an existing node")
+        elif p.parent not in block_nodes:
+            hint = ' (the next batch starts a new block: use parent="root")' if ctx.next_starts_block else ""
+            errors.append(f"{label}: parent={p.parent} is not a node of block {ctx.next_block}{hint}")
+    if p.replicate_of is not None:
+        return _resolve_replicate(p, ctx, known, block_nodes, errors)
+    if p.strategy == "robustness-check" and p.overlay:
+        errors.append(f'{label}: a robustness-check re-runs a config verbatim: write replicate="X" and an empty body')
+    parent_tr = _trainable_of(p.parent, known, ctx.base_trainable)
+    if errors or parent_tr is None or p.overlay is None:
+        return None, errors
+    try:
+        trainable = apply_overlay(parent_tr, p.overlay, label)
+        parse_experiment({"dataset": f"slot_{p.slot:02d}", **trainable}, label)
+    except EditRejected as err:
+        return None, err.errors
+    except ConfigError as err:
+        return None, str(err).splitlines()
+    if p.parent != ROOT and _over_time(known[int(p.parent)], ctx.time_limit_min):
+        errors += growth_errors(parent_tr, trainable, label)
+    replicate_of = int(p.parent) if p.parent != ROOT and not diff_trainable(parent_tr, trainable) else None
+    mutation = format_mutation(parent_tr, trainable, parent_id=p.parent)
+    planned = PlannedSlot(
+        iteration=iteration,
+        slot=p.slot,
+        batch=ctx.next_batch,
+        block=ctx.next_block,
+        parent=p.parent,
+        replicate_of=replicate_of,
+        strategy=p.strategy,
+        trainable=trainable,
+        mutation=mutation,
+    )
+    return (None if errors else planned), errors
+
+
+def _resolve_replicate(
+    p: ConfigProposal, ctx: ReplyContext, known: dict[int, SlotResult], block_nodes: set[int], errors: list[str]
+) -> tuple[PlannedSlot | None, list[str]]:
+    label, x = f"config slot {p.slot}", p.replicate_of
+    assert x is not None
+    if x not in known:
+        return None, [*errors, f"{label}: replicate={x} is not an existing node"]
+    if p.overlay:
+        errors.append(f"{label}: replicate={x} re-runs node {x}'s config verbatim: the body must be empty")
+    want_parent: Parent = x if x in block_nodes else ROOT
+    if p.parent != want_parent:
+        errors.append(f'{label}: replicate={x} must have parent="{want_parent}" (got "{p.parent}")')
+    if p.strategy != "robustness-check":
+        errors.append(f"{label}: replicate={x} must use strategy=\"robustness-check\" (got '{p.strategy}')")
+    if errors:
+        return None, errors
+    planned = PlannedSlot(
+        iteration=ctx.next_iterations[p.slot],
+        slot=p.slot,
+        batch=ctx.next_batch,
+        block=ctx.next_block,
+        parent=want_parent,
+        replicate_of=x,
+        strategy=p.strategy,
+        trainable=normalize_trainable(known[x].trainable, label),
+        mutation=replicate_mutation(x),
+    )
+    return planned, []
+
+
+def _slot_errors(reply: Reply, n: int) -> tuple[dict[int, ConfigProposal], list[str]]:
+    by_slot: dict[int, ConfigProposal] = {}
+    errors = []
+    for p in reply.proposals:
+        if p.slot >= n:
+            errors.append(f"config slot {p.slot}: no such slot (the next batch has slots 0..{n - 1})")
+        elif p.slot in by_slot:
+            errors.append(f"config slot {p.slot}: given twice")
+        else:
+            by_slot[p.slot] = p
+    errors.extend(
+        f"config slot {s}: missing (one config block per slot 0..{n - 1})" for s in range(n) if s not in by_slot
+    )
+    return by_slot, errors
+
+
+def _strategy_errors(planned: list[PlannedSlot], ctx: ReplyContext, known: dict[int, SlotResult]) -> list[str]:
+    batch = ctx.next_batch
+    if ctx.next_block == 1 and batch <= ctx.baseline_batches:
+        base_key = config_key(ctx.base_trainable)
+        return [
+            f"config slot {s.slot}: block 1 batch {batch} runs the base defaults unchanged in every slot "
+            f"(variance baseline, {ctx.baseline_batches} batches); this config differs by "
+            f"'{format_mutation(ctx.base_trainable, s.trainable)}'"
+            for s in planned
+            if config_key(s.trainable) != base_key
+        ]
+    existing = {config_key(r.trainable) for r in known.values()}
+    n_rep = sum(config_key(s.trainable) in existing for s in planned)
+    rows = ctx.rows()
+    top = sorted(rows, key=lambda row: (-row.conn_mean, min(row.iterations, default=0)))[:TOP_CONFIGS]
+    short = [row for row in top if row.runs < TOP_MIN_RUNS]
+    need = min(GROWTH_REPLICATES if short else STEADY_REPLICATES, len(planned))
+    if n_rep >= need:
+        return []
+    if short:
+        why = "until the top 3 configs by conn_R2 mean each have >= 3 runs; now " + ", ".join(
+            f"{row.config_id} has {row.runs}" for row in short
+        )
+    else:
+        why = "at least 1 per batch once the top 3 configs have >= 3 runs"
+    return [
+        f"batch {batch}: {n_rep} replicate slot(s) (re-running an existing config), at least {need} required ({why})"
+    ]
+
+
+def _resolve(reply: Reply, ctx: ReplyContext) -> tuple[list[PlannedSlot], list[str]]:
+    n = len(ctx.next_iterations)
+    if n == 0:
+        return [], []  # the run is over: proposals are ignored
+    known = {r.iteration: r for r in ctx.all_results}
+    known.update({r.iteration: r for r in ctx.batch_results})
+    block_nodes = (
+        set() if ctx.next_starts_block else {i for i in known if block_of(i, ctx.n_iter_block) == ctx.next_block}
+    )
+    by_slot, errors = _slot_errors(reply, n)
+    planned = []
+    for s in sorted(by_slot):
+        p = by_slot[s]
+        if p.broken:
+            continue
+        slot_plan, errs = _resolve_one(p, ctx, known, block_nodes)
+        errors += errs
+        if slot_plan is not None:
+            planned.append(slot_plan)
+    if len(planned) == n:
+        errors += _strategy_errors(planned, ctx, known)
+    return planned, errors
+
+
+# ---------------------------------------------------------------------------------------------- API
+
+
+def validate_reply(reply: Reply, ctx: ReplyContext) -> list[str]:
+    """Every problem of a parsed reply (parse errors included); an empty list means accepted."""
+    errors = list(reply.errors)
+    errors += _check_entries(reply, ctx)
+    errors += _check_memory(reply)
+    errors += _resolve(reply, ctx)[1]
+    return errors
+
+
+def resolve_proposals(reply: Reply, ctx: ReplyContext, results: list[SlotResult] | None = None) -> list[PlannedSlot]:
+    """The next batch's slots from a reply; raises ReplyRejected with every error when it is not valid."""
+    if results is not None:
+        ctx = ctx.model_copy(update={"all_results": results})
+    errors = validate_reply(reply, ctx)
+    if errors:
+        raise ReplyRejected(errors)
+    return _resolve(reply, ctx)[0]
+
+
+def check_reply(text: str, ctx: ReplyContext) -> tuple[Reply, list[PlannedSlot]]:
+    """Parse, validate and resolve a reply text in one call; raises ReplyRejected."""
+    reply = parse_reply(text)
+    return reply, resolve_proposals(reply, ctx)

@@ -1,0 +1,240 @@
+"""``python -m agent.run``: start or resume an LLM-steered exploration.
+
+    python -m agent.run --instructions instruction_flyvis_62_1_gs_alternate.md \\
+        [--config FILE] [--run-dir DIR] [--iterations N] [--llm anthropic|claude-cli|replay|offline] \\
+        [--resume | --fresh] [--review] [--executor local|slurm|lsf] [--budget-usd X]
+
+Every problem the user can fix is one line on stderr and a non-zero exit, before any compute.
+Exit codes: 0 finished, 2 bad input, 3 paused (resumable), 4 LLM failure (resumable), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from agent.controller import Controller, RunPaused, RunSettings
+from agent.executors.base import Executor, JobHandle
+from agent.journal import Journal, JournalError, RunLock
+from agent.llm.base import LLMBackend, LLMError
+from agent.llm.budget import Budget
+from agent.llm.factory import BACKEND_NAMES, make_backend
+from agent.offline_policy import offline_policy
+from agent.prompts import Instructions, PromptError, load_instructions
+from agent.run_files import RunFiles
+from experiment.config import ConfigError, ExperimentConfig, load_experiment
+from experiment.records import utc_now
+from experiment.yaml_io import YamlError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+EXIT_BAD_INPUT, EXIT_PAUSED, EXIT_LLM, EXIT_INTERRUPTED = 2, 3, 4, 130
+
+
+class UsageError(ValueError):
+    """A command-line problem the user fixes; one line."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m agent.run", description=__doc__.split("\n\n")[0])
+    p.add_argument("--instructions", required=True, help="instruction file name (in prompts/) or path")
+    p.add_argument("--config", type=Path, help="experiment YAML (default: configs/<instructions stem>.yaml)")
+    p.add_argument("--run-dir", type=Path, help="run directory (default: runs/<config stem>)")
+    p.add_argument("--iterations", type=int, help="iterations of the run (default: claude.n_iterations)")
+    p.add_argument("--llm", choices=BACKEND_NAMES, default="anthropic", help="LLM backend (default: anthropic)")
+    p.add_argument("--transcripts", type=Path, help="replay: folder of recorded transcripts to serve")
+    p.add_argument("--allow-prompt-drift", action="store_true", help="replay: accept prompts that changed")
+    p.add_argument("--resume", action="store_true", help="continue the run in --run-dir where it stopped")
+    p.add_argument("--fresh", action="store_true", help="move an existing --run-dir aside and start anew")
+    p.add_argument("--review", action="store_true", help="pause after each batch for a human review")
+    p.add_argument("--executor", choices=("local", "slurm", "lsf"), help="override dispatch.executor")
+    p.add_argument("--max-parallel", type=int, help="local executor: concurrent slots")
+    p.add_argument("--budget-usd", type=float, help="stop before an LLM call once this much was spent")
+    p.add_argument("--budget-tokens", type=int, help="stop before an LLM call once this many tokens were used")
+    p.add_argument("--trainer-iterations", type=int, help="override the trainer's iterations per slot (quick runs)")
+    p.add_argument(
+        "--slot-command",
+        help="command that runs one slot instead of `python -m trainer.slot` (e.g. a container wrapper); "
+        "--config/--out/--data-dir are appended",
+    )
+    p.add_argument("--force", action="store_true", help="run a full-scale config on a machine that lacks a GPU/DAVIS")
+    return p
+
+
+def default_config_for(instructions: Instructions) -> Path:
+    stem = Path(instructions.base_path).stem.removeprefix("instruction_")
+    return REPO_ROOT / "configs" / f"{stem}.yaml"
+
+
+def check_machine(config: ExperimentConfig, source: Path) -> None:
+    """The full-scale experiment needs a GPU and DAVIS; say so before doing anything."""
+    sim = config.simulation
+    problems = []
+    if sim.stimulus == "davis" and not (sim.davis_root or os.environ.get("DAVIS_ROOT")):
+        problems.append("a DAVIS folder (set simulation.davis_root or DAVIS_ROOT)")
+    if sim.extent >= 8 and config.training.device != "cpu":
+        import torch
+
+        if not torch.cuda.is_available():
+            problems.append("a GPU")
+    if problems:
+        raise UsageError(
+            f"{source}: the full-scale experiment (extent {sim.extent}, {sim.n_frames:,} frames) needs "
+            f"{' and '.join(problems)}; on this machine run `make demo` or pass --config configs/flyvis_demo_cpu.yaml "
+            "(or --force)"
+        )
+
+
+def prepare_run_dir(args: argparse.Namespace, instructions: Instructions) -> tuple[RunFiles, Path]:
+    """Create or reopen the run directory; returns its files and the base config it runs."""
+    config_path = args.config or default_config_for(instructions)
+    run_dir: Path = args.run_dir or REPO_ROOT / "runs" / config_path.stem
+    journal_exists = (run_dir / "journal.jsonl").exists()
+    if journal_exists and args.fresh:
+        aside = run_dir.with_name(f"{run_dir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
+        run_dir.rename(aside)
+        print(f"moved the previous run aside to {aside}", flush=True)
+        journal_exists = False
+    if journal_exists and not args.resume:
+        raise UsageError(f"{run_dir}: a run already exists here; pass --resume to continue it or --fresh to restart")
+    if args.resume and not journal_exists:
+        raise UsageError(f"{run_dir}: nothing to resume (no journal.jsonl); start it without --resume")
+    files = RunFiles(run_dir)
+    if journal_exists:
+        return files, files.base_config
+    if not config_path.exists():
+        raise UsageError(f"{config_path}: config file not found")
+    load_experiment(config_path)  # validate before anything is written
+    run_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(config_path, files.base_config)
+    files.write_run_info({"name": config_path.stem, "config": str(config_path), "created": utc_now()})
+    return files, files.base_config
+
+
+def make_llm(args: argparse.Namespace, config: ExperimentConfig, files: RunFiles) -> tuple[LLMBackend, Budget]:
+    claude = config.claude
+    budget = Budget(
+        max_usd=args.budget_usd if args.budget_usd is not None else claude.budget_usd,
+        max_tokens=args.budget_tokens if args.budget_tokens is not None else claude.budget_tokens,
+    )
+    backend = make_backend(
+        args.llm,
+        claude,
+        transcripts_dir=files.transcripts,
+        offline_policy=offline_policy,
+        replay_dir=args.transcripts,
+        allow_prompt_drift=args.allow_prompt_drift,
+        budget=budget,
+    )
+    return backend, budget
+
+
+def make_dispatch(args: argparse.Namespace, config: ExperimentConfig, files: RunFiles) -> Executor:
+    from agent.executors.factory import make_executor
+
+    dispatch = config.dispatch.model_copy()
+    if args.executor:
+        dispatch.executor = args.executor
+    if args.max_parallel:
+        dispatch.max_parallel = args.max_parallel
+    return make_executor(dispatch, files.dir / "jobs")
+
+
+def cancel_active(journal: Journal, executor: Executor) -> int:
+    """Ctrl-C: cancel the run's jobs that were submitted and have not finished."""
+    finished = {e["iteration"] for e in journal.of_type("slot_finished")}
+    n = 0
+    for e in journal.of_type("slot_submitted"):
+        if e["iteration"] not in finished:
+            try:
+                executor.cancel(JobHandle.model_validate(e["handle"]))
+                n += 1
+            except Exception as err:
+                print(f"could not cancel job of iteration {e['iteration']}: {err}", file=sys.stderr)
+    return n
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        instructions = load_instructions(args.instructions)
+        files, base_config = prepare_run_dir(args, instructions)
+        config = load_experiment(base_config)
+        if not args.force:
+            check_machine(config, base_config)
+        backend, budget = make_llm(args, config, files)
+        executor = make_dispatch(args, config, files)
+    except (UsageError, ConfigError, YamlError, PromptError, LLMError, ValueError, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+    try:
+        with RunLock(files.dir):
+            journal = Journal(files.dir)
+            settings = _settings(args, files, base_config, config, instructions, journal)
+            controller = Controller(settings, instructions, backend, executor, journal=journal)
+            try:
+                controller.run()
+            except KeyboardInterrupt:
+                n = cancel_active(journal, executor)
+                journal.append("interrupted", cancelled_jobs=n)
+                print(f"interrupted: cancelled {n} job(s); resume with --resume", file=sys.stderr)
+                return EXIT_INTERRUPTED
+    except JournalError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except RunPaused as err:
+        print(str(err), file=sys.stderr)
+        return EXIT_PAUSED
+    except LLMError as err:
+        print(f"LLM call failed: {err} (the run is resumable with --resume)", file=sys.stderr)
+        return EXIT_LLM
+    if budget.spent_usd:
+        print(f"LLM cost: ${budget.spent_usd:.2f}", flush=True)
+    return 0
+
+
+def _settings(
+    args: argparse.Namespace,
+    files: RunFiles,
+    base_config: Path,
+    config: ExperimentConfig,
+    instructions: Instructions,
+    journal: Journal,
+) -> RunSettings:
+    """The run's settings: fixed at the start (iterations), or carried over from the journal on resume."""
+    started = journal.last("run_started")
+    n_iterations = args.iterations or (started["n_iterations"] if started else config.claude.n_iterations)
+    settings = RunSettings(
+        run_dir=files.dir,
+        config_path=base_config,
+        instructions_name=instructions.name,
+        n_iterations=n_iterations,
+        llm=args.llm,
+        review=args.review,
+        trainer_iterations=args.trainer_iterations
+        if args.trainer_iterations is not None
+        else (started or {}).get("trainer_iterations"),
+        slot_command=shlex.split(args.slot_command) if args.slot_command else (started or {}).get("slot_command"),
+    )
+    event: dict[str, Any] = {
+        "instructions": instructions.name,
+        "n_iterations": settings.n_iterations,
+        "llm": args.llm,
+        "trainer_iterations": settings.trainer_iterations,
+        "slot_command": settings.slot_command,
+    }
+    if started is None:
+        journal.append("run_started", name=files.name, **event)
+    else:
+        journal.append("run_resumed", **event)
+    return settings
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,404 @@
+"""Where a run stands, read from its directory alone: ``python -m agent.status RUN_DIR``.
+
+Reads the journal (never writes it, never takes the controller's lock), the slot folders
+(status.json, slot.log progress lines) and the base config's claude: block, so it is safe to run
+at any time beside a live controller. ``load_run_view`` is also the report's reader.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from agent.config_policy import load_slot_template
+from agent.journal import Journal, JournalError
+from agent.run_files import RunFiles
+from agent.state import SlotResult
+from agent.tree import best_node, block_of
+from experiment.config import ClaudeConfig
+from experiment.records import SLOT_LOG, RecordError, SlotStatus, read_status
+
+PROGRESS_LINE = re.compile(
+    r"^(?P<stage>[\w.-]+): (?P<done>\d+)/(?P<total>\d+) \((?P<pct>\d+)%\) (?P<secs>\d+(?:\.\d+)?)s"
+)
+LOG_TAIL_BYTES = 8192
+
+
+class RunViewError(ValueError):
+    """The directory is not a readable run; one line naming the file and the problem."""
+
+
+class SlotProgress(BaseModel):
+    """The last progress line of a slot's log: ``train: 1200/3000 (40%) 35s ...``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stage: str
+    done: int
+    total: int
+    percent: int
+    elapsed_s: float
+
+    @property
+    def fraction(self) -> float:
+        return self.done / self.total if self.total else 0.0
+
+    @property
+    def eta_s(self) -> float | None:
+        """Seconds left in this stage at the rate seen so far (None before any progress)."""
+        if self.done <= 0 or self.elapsed_s <= 0:
+            return None
+        return self.elapsed_s * (self.total - self.done) / self.done
+
+
+SlotState = Literal["planned", "submitted", "running", "succeeded", "failed"]
+
+
+class SlotView(BaseModel):
+    """One planned slot of a batch: its job state, progress and (when collected) its result."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    iteration: int
+    slot: int
+    state: SlotState
+    progress: SlotProgress | None = None
+    started_at: str | None = None
+    result: SlotResult | None = None
+
+
+class LlmTotals(BaseModel):
+    """Sum over the journal's llm_response events."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    calls: int = 0
+    cost_usd: float = 0.0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    backends: list[str] = []
+
+
+class RunView(BaseModel):
+    """Everything the status command and the report read from a run directory."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dir: Path
+    name: str
+    info: dict[str, Any]
+    n_iterations: int
+    claude: ClaudeConfig
+    events: list[dict[str, Any]]
+    results: list[SlotResult]
+
+    @property
+    def files(self) -> RunFiles:
+        return RunFiles(self.dir)
+
+    @property
+    def n_batches(self) -> int:
+        return math.ceil(self.n_iterations / self.claude.n_slots)
+
+    def batch_iterations(self, batch: int) -> list[int]:
+        first = (batch - 1) * self.claude.n_slots + 1
+        return list(range(first, min(first + self.claude.n_slots, self.n_batches * self.claude.n_slots + 1)))
+
+    def of_type(self, type_: str, **match: Any) -> list[dict[str, Any]]:
+        return [e for e in self.events if e["type"] == type_ and all(e.get(k) == v for k, v in match.items())]
+
+    def last(self, type_: str, **match: Any) -> dict[str, Any] | None:
+        found = self.of_type(type_, **match)
+        return found[-1] if found else None
+
+
+# ---------------------------------------------------------------------------------------------- reading
+
+
+def _open_files(path: Path) -> tuple[RunFiles, dict[str, Any]]:
+    """The run's RunFiles and its run.json content ({} when absent)."""
+    try:
+        files = RunFiles(path)
+        info = files.read_run_info()
+    except (OSError, ValueError, TypeError, KeyError) as err:
+        raise RunViewError(f"{path / 'run.json'}: unreadable run info ({err.__class__.__name__}: {err})") from None
+    if info is not None and not isinstance(info, dict):
+        raise RunViewError(f"{path / 'run.json'}: run info must be a JSON object")
+    return files, info or {}
+
+
+def _read_claude(files: RunFiles) -> ClaudeConfig:
+    if not files.base_config.exists():
+        return ClaudeConfig()
+    try:
+        return load_slot_template(files.base_config).config.claude
+    except (ValueError, OSError) as err:
+        raise RunViewError(" ".join(str(err).split())) from None
+
+
+def load_run_view(run_dir: str | Path) -> RunView:
+    """Read a run directory; RunViewError (one line) when it is missing or not a run."""
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise RunViewError(f"{path}: no such run directory")
+    files, info = _open_files(path)
+    if not info and not (path / "journal.jsonl").exists():
+        raise RunViewError(f"{path}: not a run directory (neither run.json nor journal.jsonl)")
+    claude = _read_claude(files)
+    try:
+        events = Journal(path).events
+    except (JournalError, OSError) as err:
+        raise RunViewError(str(err)) from None
+    try:
+        results = sorted(
+            (SlotResult.model_validate(e["result"]) for e in events if e["type"] == "slot_finished"),
+            key=lambda r: r.iteration,
+        )
+    except (KeyError, ValidationError) as err:
+        raise RunViewError(
+            f"{path / 'journal.jsonl'}: slot_finished.result: invalid ({err.__class__.__name__})"
+        ) from None
+    n_iter = info.get("n_iterations", claude.n_iterations)
+    if not isinstance(n_iter, int) or n_iter < 1:
+        raise RunViewError(f"{files.run_json}: n_iterations: must be a positive integer, got {n_iter!r}")
+    return RunView(
+        dir=path, name=files.name, info=info, n_iterations=n_iter, claude=claude, events=events, results=results
+    )
+
+
+def parse_progress(text: str) -> SlotProgress | None:
+    """The last progress line in a log text (``stage: done/total (pct%) secs s``), or None."""
+    for line in reversed(text.replace("\r", "\n").splitlines()):
+        m = PROGRESS_LINE.match(line.strip())
+        if m:
+            return SlotProgress(
+                stage=m["stage"],
+                done=int(m["done"]),
+                total=int(m["total"]),
+                percent=int(m["pct"]),
+                elapsed_s=float(m["secs"]),
+            )
+    return None
+
+
+def read_slot_progress(out_dir: Path) -> SlotProgress | None:
+    """Progress from the tail of ``slot.log`` (None when the log is missing or has no progress line)."""
+    path = out_dir / SLOT_LOG
+    try:
+        with open(path, "rb") as fh:
+            size = fh.seek(0, 2)
+            fh.seek(max(0, size - LOG_TAIL_BYTES))
+            return parse_progress(fh.read().decode("utf-8", errors="replace"))
+    except OSError:
+        return None
+
+
+def llm_totals(view: RunView) -> LlmTotals:
+    totals = LlmTotals()
+    for e in view.of_type("llm_response"):
+        usage = e.get("usage") or {}
+        totals.calls += 1
+        totals.cost_usd += float(e.get("cost_usd") or 0.0)
+        totals.input_tokens += int(usage.get("input_tokens") or 0)
+        totals.output_tokens += int(usage.get("output_tokens") or 0)
+        if e.get("backend") and e["backend"] not in totals.backends:
+            totals.backends.append(e["backend"])
+    return totals
+
+
+# ---------------------------------------------------------------------------------------------- phase
+
+
+def _applied_batch(view: RunView) -> int:
+    """Highest batch whose analysis was applied; -1 before the PARALLEL START reply was applied."""
+    return max((int(e["batch"]) for e in view.of_type("analysis_applied")), default=-1)
+
+
+def _span(view: RunView, batch: int) -> str:
+    its = view.batch_iterations(batch)
+    return f"{its[0]}-{its[-1]}" if its else "-"
+
+
+def _rejected(view: RunView, batch: int) -> int:
+    return len(view.of_type("reply_rejected", batch=batch))
+
+
+def current_batch(view: RunView) -> int:
+    """The batch the run is working on (the last one once all analyses are applied); 0 = PARALLEL START."""
+    return min(_applied_batch(view) + 1, view.n_batches)
+
+
+def run_phase(view: RunView) -> str:
+    """One line: finished / analysis pending / paused for review / training / waiting for analysis ..."""
+    if view.last("run_finished") is not None:
+        return "finished"
+    pending = view.last("analysis_pending")
+    if pending is not None and not any(
+        e["seq"] > pending["seq"] for e in view.of_type("reply_accepted", source_batch=pending["batch"])
+    ):
+        b = pending["batch"]
+        return f"analysis pending for batch {b} ({_rejected(view, b)} rejected replies); fix, then resume"
+    pause = view.last("review_pause")
+    if pause is not None and view.last("review_done", batch=pause["batch"]) is None:
+        return f"paused for review after batch {pause['batch']}"
+    applied = _applied_batch(view)
+    if applied < 0:
+        if view.last("reply_accepted", source_batch=0) is not None:
+            return "applying the PARALLEL START reply"
+        return "waiting for the PARALLEL START reply" + _rejected_note(view, 0)
+    batch = applied + 1
+    if batch > view.n_batches:
+        return "finishing (all batches analysed)"
+    if view.last("configs_applied", batch=batch) is None:
+        return f"writing the configs of batch {batch}"
+    planned = view.batch_iterations(batch)
+    done = {r.iteration for r in view.results} & set(planned)
+    if len(done) < len(planned):
+        return f"training batch {batch} (iterations {_span(view, batch)}): {len(done)}/{len(planned)} slots done"
+    if view.last("reply_accepted", source_batch=batch) is None:
+        return f"waiting for analysis of batch {batch} (iterations {_span(view, batch)})" + _rejected_note(view, batch)
+    return f"applying the analysis of batch {batch}"
+
+
+def _rejected_note(view: RunView, batch: int) -> str:
+    n = _rejected(view, batch)
+    return f" ({n} rejected replies so far)" if n else ""
+
+
+# ---------------------------------------------------------------------------------------------- slots
+
+
+def slot_views(view: RunView, batch: int) -> list[SlotView]:
+    """The batch's planned slots with their state (journal first, then status.json) and progress."""
+    accepted = view.last("reply_accepted", for_batch=batch)
+    planned = [(int(p["iteration"]), int(p["slot"])) for p in (accepted or {}).get("planned", [])]
+    results = {r.iteration: r for r in view.results}
+    out = []
+    for iteration, slot in sorted(planned, key=lambda p: p[1]):
+        folder = view.files.slot_dir(iteration, slot)
+        if iteration in results:
+            r = results[iteration]
+            state: SlotState = "succeeded" if r.status == "completed" else "failed"
+            out.append(SlotView(iteration=iteration, slot=slot, state=state, result=r))
+            continue
+        try:
+            status: SlotStatus | None = read_status(folder)
+        except RecordError:
+            status = None
+        if status is not None:
+            state = status.state
+        else:
+            state = "submitted" if view.last("slot_submitted", iteration=iteration) else "planned"
+        progress = read_slot_progress(folder) if state == "running" else None
+        out.append(
+            SlotView(
+                iteration=iteration,
+                slot=slot,
+                state=state,
+                progress=progress,
+                started_at=status.started_at if status else None,
+            )
+        )
+    return out
+
+
+def format_duration(seconds: float) -> str:
+    """``42s``, ``3m05s``, ``2h04m``."""
+    s = max(0, round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+
+
+def _elapsed(started_at: str | None, now: datetime) -> str:
+    if not started_at:
+        return ""
+    try:
+        start = datetime.fromisoformat(started_at)
+    except ValueError:
+        return ""
+    return f", running {format_duration((now - start).total_seconds())}"
+
+
+def render_slot(s: SlotView, now: datetime | None = None) -> str:
+    """One terminal line for a slot."""
+    head = f"  slot {s.slot} (iteration {s.iteration}): "
+    r = s.result
+    if r is not None and r.metrics is not None:
+        m = r.metrics
+        return head + (
+            f"done  conn_R2={m.connectivity_R2:.3f} tau_R2={m.tau_R2:.3f} V_rest_R2={m.V_rest_R2:.3f} "
+            f"cluster={m.cluster_accuracy:.3f} ({m.training_time_min:.1f} min)"
+        )
+    if r is not None:
+        return head + f"FAILED  {r.failure_reason or 'no reason recorded'}"
+    if s.state == "running" and s.progress is not None:
+        p = s.progress
+        eta = f", stage ETA {format_duration(p.eta_s)}" if p.eta_s is not None else ""
+        return head + f"running  {p.stage} {p.percent}% ({p.done}/{p.total}, {format_duration(p.elapsed_s)}{eta})"
+    return head + s.state + (_elapsed(s.started_at, now or datetime.now(UTC)) if s.state == "running" else "")
+
+
+def render_status(view: RunView, now: datetime | None = None) -> str:
+    """The terminal report: run line, phase, the current batch's slots, best node, LLM cost and budget."""
+    done = len(view.results)
+    last_it = max((r.iteration for r in view.results), default=1)
+    n_blocks = block_of(view.n_batches * view.claude.n_slots, view.claude.n_iter_block)
+    lines = [
+        f"run {view.name} ({view.dir}): {done}/{view.n_iterations} iterations done, "
+        f"block {block_of(last_it, view.claude.n_iter_block)} of {n_blocks}",
+        f"phase: {run_phase(view)}",
+    ]
+    batch = current_batch(view)
+    if batch >= 1:
+        lines.append(f"batch {batch}/{view.n_batches} (iterations {_span(view, batch)}):")
+        lines += [render_slot(s, now) for s in slot_views(view, batch)] or ["  (no slots planned yet)"]
+    best = best_node(view.results)
+    if best is not None and best.metrics is not None:
+        lines.append(
+            f"best node: {best.iteration} conn_R2={best.metrics.connectivity_R2:.4f} "
+            f"V_rest_R2={best.metrics.V_rest_R2:.3f} (block {best.block}; {best.mutation or '-'})"
+        )
+    else:
+        lines.append("best node: none yet")
+    lines.append(_cost_line(view))
+    return "\n".join(lines) + "\n"
+
+
+def _cost_line(view: RunView) -> str:
+    t = llm_totals(view)
+    backend = ", ".join(t.backends) or str(view.info.get("llm", "?"))
+    line = f"LLM ({backend}): {t.calls} calls, ${t.cost_usd:.2f} so far, {t.input_tokens} in / {t.output_tokens} out tokens"
+    budget = view.claude.budget_usd
+    if budget is not None:
+        line += f"; budget ${budget:.2f}, left ${budget - t.cost_usd:.2f}"
+    return line
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m agent.status", description="Where a flyvis-agent run stands.")
+    parser.add_argument("run_dir", type=Path)
+    args = parser.parse_args(argv)
+    try:
+        view = load_run_view(args.run_dir)
+    except RunViewError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    sys.stdout.write(render_status(view))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

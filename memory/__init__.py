@@ -1,0 +1,1 @@
+"""memory.md and analysis.md as documents, and the variance table."""

@@ -1,0 +1,206 @@
+"""Instruction loading, system text, start / batch / re-ask prompts (golden files)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from treemem_factory import assert_golden, default_trainable, make_result, scenario
+
+from agent.config_policy import normalize_trainable
+from agent.prompts import (
+    BatchPromptInput,
+    PromptError,
+    StartPromptInput,
+    load_instructions,
+    render_batch_prompt,
+    render_reask_prompt,
+    render_start_prompt,
+)
+from agent.reply import ReplyContext, parse_reply, validate_reply
+from memory.documents import MemoryDocument, initial_memory
+
+INSTRUCTIONS = "instruction_flyvis_62_1_gs_alternate.md"
+BASE_CONFIG = "dataset: demo\ntraining:\n  alternate_training: true\n  n_alternations: 4\n"
+
+
+def _memory() -> str:
+    return initial_memory("demo", INSTRUCTIONS).render()
+
+
+def _batch_ctx(batch_start: int, upto: int, **kw) -> BatchPromptInput:
+    results = [r for r in scenario() if r.iteration <= upto]
+    return BatchPromptInput(
+        run_name="demo", results=results, batch_start=batch_start, n_iterations=48, memory_text=_memory(), **kw
+    )
+
+
+def test_load_instructions_by_name_builds_system_text_from_three_files():
+    ins = load_instructions(INSTRUCTIONS)
+    assert ins.parallel_path.endswith("instruction_flyvis_62_1_gs_alternate_parallel.md")
+    assert ins.system_text.index("# Exploration instructions") < ins.system_text.index("# Parallel mode")
+    assert ins.system_text.index("# Parallel mode") < ins.system_text.index("## Reply format")
+    assert load_instructions(INSTRUCTIONS.removesuffix(".md")).system_text == ins.system_text
+
+
+def test_load_instructions_from_a_path_needs_the_parallel_file(tmp_path: Path):
+    base = tmp_path / "mine.md"
+    base.write_text("base rules\n")
+    with pytest.raises(PromptError, match=r"mine_parallel\.md"):
+        load_instructions(base)
+    (tmp_path / "mine_parallel.md").write_text("parallel rules\n")
+    assert load_instructions(base).system_text.startswith("base rules\n\nparallel rules\n\n## Reply format")
+
+
+def test_unknown_instruction_name_is_one_clear_error():
+    with pytest.raises(PromptError, match="instruction file not found"):
+        load_instructions("no_such_instructions")
+
+
+def test_parallel_instructions_carry_the_addendum_rules():
+    text = load_instructions(INSTRUCTIONS).parallel_text
+    for rule in (
+        "DIFFERENT results",
+        "never change it",
+        "Never change `alternate_training: true`",
+        "At least 2 of the 4 slots are replicates",
+        "Mutation: [none] — robustness re-run of Node X",
+        ">= 4 runs",
+        "NEVER `id+1`",
+        "Healthy:",
+        "Unhealthy:",
+        "`## Iter N: failed`",
+        "60 minutes",
+        "12 baseline runs",
+        "| Config ID | Runs | conn_R2 (mean +/- std) | CV | R2 trend |",
+    ):
+        assert rule in text, rule
+
+
+def test_start_prompt_matches_golden():
+    ctx = StartPromptInput(
+        run_name="demo",
+        n_iterations=48,
+        base_config_name="flyvis_demo.yaml",
+        base_config_text=BASE_CONFIG,
+        config_files=[f"demo_{s:02d}.yaml" for s in range(4)],
+        memory_text=_memory(),
+    )
+    text = render_start_prompt(ctx)
+    assert text.startswith("PARALLEL START\n")
+    assert "Batch iterations 1-4 / 48" in text and "Block info: block 1, iterations 1-4/12 within block" in text
+    assert_golden("start_prompt.md", text)
+
+
+def test_block_end_batch_prompt_matches_golden():
+    text = render_batch_prompt(_batch_ctx(9, 12))
+    assert "Block info: block 1, iterations 9-12/12 within block\n>>> BLOCK END <<<" in text
+    assert "The next batch starts block 2" in text
+    assert_golden("batch_prompt_block_end.md", text)
+
+
+def test_mid_block_batch_prompt_matches_golden():
+    text = render_batch_prompt(_batch_ctx(17, 20, user_input="Please try n_alternations 8."))
+    assert "Block info: block 2, iterations 5-8/12 within block\n" in text
+    assert ">>> BLOCK END <<<" not in text
+    assert_golden("batch_prompt_block2.md", text)
+
+
+def test_batch_prompt_flags_failed_and_over_time_slots():
+    text = render_batch_prompt(_batch_ctx(13, 16))
+    assert "### Slot 2 (iteration 15) [FAILED] CUDA out of memory (last log line)" in text
+    assert "training_time_min=75.5000\nTraining time: 75.5 min — OVER TIME LIMIT (60 min)" in text
+    assert "Over the time limit: node(s) 14." in text
+
+
+def test_batch_prompt_carries_the_current_memory_text():
+    ctx = _batch_ctx(1, 4)
+    ctx.memory_text = ctx.memory_text.replace("(none yet)", "HUMAN EDIT: keep vrest_ratio at 0.5", 1)
+    assert "HUMAN EDIT: keep vrest_ratio at 0.5" in render_batch_prompt(ctx)
+
+
+def test_batch_prompt_names_images_in_attachment_order():
+    text = render_batch_prompt(_batch_ctx(13, 16, image_slots=[3, 0]))
+    assert "1. slot 3 (iteration 16): activity.png\n2. slot 0 (iteration 13): activity.png" in text
+
+
+def test_baseline_batches_demand_defaults_and_later_batches_demand_replicates():
+    assert "batch 2 of 3 baseline batches" in render_batch_prompt(_batch_ctx(1, 4))
+    assert "at least 2 of the 4 configs are replicates" in render_batch_prompt(_batch_ctx(13, 16))
+
+
+def test_last_batch_says_configs_are_not_run():
+    results = [make_result(i) for i in range(1, 5)]
+    ctx = BatchPromptInput(run_name="r", results=results, batch_start=1, n_iterations=4, memory_text="m")
+    assert "This was the last batch of the run" in render_batch_prompt(ctx)
+
+
+def test_batch_start_without_result_is_rejected():
+    with pytest.raises(ValueError, match="batch_start"):
+        BatchPromptInput(run_name="r", results=[make_result(1)], batch_start=5, n_iterations=8, memory_text="m")
+
+
+def test_reask_prompt_carries_errors_and_previous_reply_verbatim():
+    text = render_reask_prompt(
+        ["entry 5: Metrics: connectivity_R2=0.9 but measured 0.949", "slot 2: $bad"], "old $reply"
+    )
+    assert "- entry 5: Metrics: connectivity_R2=0.9 but measured 0.949\n- slot 2: $bad" in text
+    assert "<previous_reply>\nold $reply\n</previous_reply>" in text
+    with pytest.raises(PromptError):
+        render_reask_prompt([], "x")
+
+
+def test_batch_prompt_does_not_repeat_memorys_tables_but_keeps_llm_sections():
+    doc = MemoryDocument.parse(_memory()).set_controller_sections("TABLE-X", "UCB-Y", "STATUS-Z")
+    doc.replace_llm_sections({"Open Questions": "Q-LLM"})
+    ctx = _batch_ctx(1, 4)
+    ctx.memory_text = doc.render()
+    text = render_batch_prompt(ctx)
+    assert "TABLE-X" not in text and "UCB-Y" not in text
+    assert "STATUS-Z" in text and "Q-LLM" in text
+
+
+def _reply_copied_from(prompt: str, configs: str) -> str:
+    """A reply whose entries copy every line the batch prompt offers for copying."""
+    entries = []
+    for block in prompt.split("### Slot ")[1:]:
+        lines = dict(line.split(": ", 1) for line in block.split("\n\n")[0].splitlines()[1:] if ": " in line)
+        node = lines["Node"].split(",")[0].removeprefix("id=")
+        entries.append(
+            "\n".join(
+                [
+                    f"## Iter {node}: {lines['Entry status']}",
+                    *(f"{k}: {lines[k]}" for k in ("Node", "Mode/Strategy", "Config", "Metrics", "R2 trajectory")),
+                    "Embedding: clusters visible",
+                    f"Mutation: {lines['Mutation']}",
+                    "Parent rule: highest UCB",
+                    "Observation: as expected",
+                    f"Variance update: {lines['Variance update']}",
+                    "Next: parent=root",
+                ]
+            )
+        )
+    memory = "### Current Block\nHypothesis: n_alternations 6 helps.\n"
+    return f"<entries>\n{chr(10).join(entries)}\n</entries>\n<memory>\n{memory}</memory>\n{configs}"
+
+
+@pytest.mark.parametrize("batch_start", [13, 17])
+def test_lines_copied_from_the_batch_prompt_pass_the_reply_validator(batch_start):
+    results = [r for r in scenario() if r.iteration < batch_start + 4]
+    prompt = render_batch_prompt(_batch_ctx(batch_start, batch_start + 3))
+    configs = (
+        '<config slot="0" parent="13" strategy="exploit">\ntraining:\n  n_alternations: 8\n</config>\n'
+        '<config slot="1" parent="13" replicate="13" strategy="robustness-check">\n</config>\n'
+        '<config slot="2" parent="14" replicate="14" strategy="robustness-check">\n</config>\n'
+        '<config slot="3" parent="root" replicate="1" strategy="robustness-check">\n</config>\n'
+    )
+    ctx = ReplyContext(
+        is_start=False,
+        batch_results=results[-4:],
+        all_results=results,
+        next_iterations=list(range(batch_start + 4, batch_start + 8)),
+        next_starts_block=False,
+        block=2,
+        base_trainable=normalize_trainable(default_trainable()),
+    )
+    assert validate_reply(parse_reply(_reply_copied_from(prompt, configs)), ctx) == []

@@ -1,0 +1,99 @@
+"""Fixtures for the executor tests: a harness per backend (local, fake Slurm, fake LSF).
+
+The fake schedulers are scripts in ``fake_bin`` put first on PATH; they keep their state in
+``FAKE_SCHED_DIR``. Helpers live in ``executor_harness`` (a unique module name: several test
+folders have a conftest.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# The suite runs under --import-mode=importlib, which puts no test folder on sys.path; the
+# helper module (a name unique in the tree) is made importable for this folder's test files.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from executor_harness import FAKE_BIN, Harness, fake_control, fast_settings, kill_local_group
+
+from agent.executors.base import Executor
+from experiment.config import DispatchConfig
+
+
+@pytest.fixture
+def fake_scheduler(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Fake sbatch/srun/sacct/scancel/bsub/bjobs/bkill first on PATH; returns FAKE_SCHED_DIR."""
+    sched = tmp_path / "sched"
+    sched.mkdir()
+    monkeypatch.setenv("PATH", f"{FAKE_BIN}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_SCHED_DIR", str(sched))
+    monkeypatch.setenv("FAKE_SCHED_PYTHON", sys.executable)
+    return sched
+
+
+def _local_harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: DispatchConfig) -> Harness:
+    from agent.executors import local
+
+    real_popen = subprocess.Popen
+    failures = {"left": 0}
+
+    def flaky_popen(*args: object, **kwargs: object) -> subprocess.Popen[bytes]:
+        if failures["left"] > 0:
+            failures["left"] -= 1
+            raise BlockingIOError(11, "Resource temporarily unavailable")
+        return real_popen(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(local.subprocess, "Popen", flaky_popen)
+    return Harness(
+        backend="local",
+        root=tmp_path,
+        make=lambda s=None: local.LocalExecutor(s or settings, tmp_path / "work", gpus=[], cores=2),
+        lose=kill_local_group,
+        fail_next_submissions=lambda n: failures.update(left=n),
+    )
+
+
+def _scheduler_harness(backend: str, tmp_path: Path, sched: Path, settings: DispatchConfig) -> Harness:
+    from agent.executors.lsf import LsfExecutor
+    from agent.executors.slurm import SlurmExecutor
+
+    def make(override: DispatchConfig | None = None) -> Executor:
+        if backend == "slurm":
+            return SlurmExecutor(override or settings, tmp_path / "work", lost_grace_s=1.0)
+        return LsfExecutor(override or settings, tmp_path / "work")
+
+    return Harness(
+        backend=backend,
+        root=tmp_path,
+        make=make,
+        lose=lambda h: fake_control("_lose", h.job_id),
+        fail_next_submissions=lambda n: (sched / "fail_submissions").write_text(str(n)),
+    )
+
+
+@pytest.fixture(params=["local", "slurm", "lsf"])
+def harness(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
+    settings = fast_settings()
+    if request.param == "local":
+        yield _local_harness(tmp_path, monkeypatch, settings)
+        return
+    sched = request.getfixturevalue("fake_scheduler")
+    yield _scheduler_harness(request.param, tmp_path, sched, settings)
+    _kill_leftover_fake_jobs(sched)
+
+
+def _kill_leftover_fake_jobs(sched: Path) -> None:
+    for path in (sched / "jobs").glob("*.json"):
+        pid = json.loads(path.read_text()).get("runner_pid")
+        cmdline = Path(f"/proc/{pid}/cmdline")
+        if pid and cmdline.exists() and b"_fake_sched.py" in cmdline.read_bytes():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)

@@ -1,0 +1,114 @@
+"""Helpers for the executor tests: the backend harness, the stand-in slot job, fake-scheduler controls.
+
+The fake schedulers are scripts in ``fake_bin`` put first on PATH; they keep their state in
+``FAKE_SCHED_DIR``. Jobs are tiny Python scripts (``slot_job.py``) that behave as a slot would:
+write ``status.json``, sleep, print, then finish in the way the test asks for.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.executors.base import Executor, JobHandle, SlotJob
+from experiment.config import DispatchConfig
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+FAKE_BIN = HERE / "fake_bin"
+FAKE_SCHED = FAKE_BIN / "_fake_sched.py"
+
+SLOT_JOB = '''\
+"""A stand-in slot: argv = out_dir mode sleep_s; writes status.json as the trainer would."""
+import json, os, sys, time
+from pathlib import Path
+
+out, mode, sleep_s = Path(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+
+
+def status(state, **fields):
+    tmp = out / ".status.tmp"
+    tmp.write_text(json.dumps({"state": state, "pid": os.getpid(), **fields}))
+    os.replace(tmp, out / "status.json")
+
+
+with open(out / "runs.txt", "a") as fh:
+    env = os.environ
+    fh.write(f"{os.getpid()} gpu={env.get('CUDA_VISIBLE_DEVICES', '')} omp={env.get('OMP_NUM_THREADS', '')} "
+             f"t0={time.time():.3f} tag={env.get('SLOT_TAG', '')}\\n")
+status("running")
+time.sleep(sleep_s)
+print(f"working on {out.name}")
+with open(out / "runs.txt", "a") as fh:
+    fh.write(f"end t1={time.time():.3f}\\n")
+if mode == "ok":
+    status("succeeded", exit_code=0)
+elif mode == "fail_status":
+    status("failed", exit_code=2, reason="loss diverged (NaN)")
+    sys.exit(2)
+elif mode == "crash":
+    print("ValueError: bad thing happened", file=sys.stderr)
+    sys.exit(3)
+elif mode == "oom":
+    os.kill(os.getpid(), 9)
+'''
+
+
+def fast_settings(**overrides: object) -> DispatchConfig:
+    base: dict[str, object] = {"poll_s": 0.05, "submit_deadline_s": 2.0, "slot_timeout_min": 5.0}
+    return DispatchConfig.model_validate({**base, **overrides})
+
+
+@dataclass
+class Harness:
+    """One backend under test, with the knobs the contract suite needs."""
+
+    backend: str
+    root: Path
+    make: Callable[..., Executor]  # make(settings=None): a fresh instance (a restarted controller)
+    lose: Callable[[JobHandle], None]
+    fail_next_submissions: Callable[[int], None]
+
+    def job(self, name: str, mode: str = "ok", sleep_s: float = 0.1, **env: str) -> SlotJob:
+        script = self.root / "slot_job.py"
+        if not script.exists():
+            script.write_text(SLOT_JOB)
+        return SlotJob(
+            name=name,
+            command=[sys.executable, str(script), str(self.root / "slots" / name), mode, str(sleep_s)],
+            out_dir=self.root / "slots" / name,
+            env={"PYTHONPATH": str(REPO), **env},
+            cwd=REPO,
+        )
+
+
+def runs(job_or_handle: SlotJob | JobHandle) -> list[str]:
+    """Start lines the job script wrote (one per time it ran)."""
+    path = job_or_handle.out_dir / "runs.txt"
+    return [ln for ln in path.read_text().splitlines() if not ln.startswith("end")] if path.exists() else []
+
+
+def wait_started(handle: JobHandle, executor: Executor, timeout_s: float = 15.0) -> None:
+    """Poll (which also advances a local queue) until the job script has started."""
+    deadline = time.monotonic() + timeout_s
+    while not runs(handle):
+        assert time.monotonic() < deadline, f"{handle.name} did not start"
+        executor.is_active(handle)
+        time.sleep(0.05)
+
+
+def kill_local_group(handle: JobHandle) -> None:
+    import json
+
+    pid = json.loads((handle.out_dir / "slot.pid.json").read_text())["pid"]
+    os.killpg(pid, signal.SIGKILL)
+
+
+def fake_control(action: str, job_id: str) -> None:
+    subprocess.run([sys.executable, str(FAKE_SCHED), action, job_id], check=True)

@@ -1,0 +1,118 @@
+"""One contract for every backend: local subprocesses, fake Slurm (submitit) and fake LSF."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from executor_harness import Harness, fast_settings, runs, wait_started
+
+from agent.executors import JobHandle, JobOutcome, SubmissionError
+from experiment.records import read_status
+
+WAIT_S = 20.0
+
+
+def test_four_jobs_run_once_each_and_succeed_from_their_status_files(harness: Harness) -> None:
+    ex = harness.make()
+    jobs = [harness.job(f"ok{i}", "ok", sleep_s=s, SLOT_TAG=f"tag{i}") for i, s in enumerate([0.3, 0.1, 0.2, 0.1])]
+    handles = [ex.submit(j) for j in jobs]
+    seen: list[str] = []
+    results = ex.wait(handles, timeout_s=WAIT_S, on_update=lambda h, o: seen.append(h.name))
+    assert results == {j.name: JobOutcome(state="succeeded", reason=None, exit_code=0) for j in jobs}
+    assert sorted(seen) == sorted(j.name for j in jobs)
+    for i, job in enumerate(jobs):
+        (line,) = runs(job)
+        assert f"tag=tag{i}" in line
+        assert "working on" in (job.out_dir / "slot.log").read_text()
+
+
+def test_nonzero_exit_without_status_fails_with_exit_code_and_log_tail(harness: Harness) -> None:
+    ex = harness.make()
+    handle = ex.submit(harness.job("crash", "crash"))
+    result = ex.wait([handle], timeout_s=WAIT_S)["crash"]
+    assert result.state == "failed"
+    assert result.exit_code == 3
+    assert "exit code 3" in result.reason
+    assert "ValueError: bad thing happened" in result.reason
+    assert "\n" not in result.reason
+
+
+def test_failed_status_reports_its_reason(harness: Harness) -> None:
+    ex = harness.make()
+    handle = ex.submit(harness.job("diverged", "fail_status"))
+    result = ex.wait([handle], timeout_s=WAIT_S)["diverged"]
+    assert result == JobOutcome(state="failed", reason="loss diverged (NaN)", exit_code=2)
+
+
+def test_clean_exit_that_leaves_a_running_status_is_a_failure(harness: Harness) -> None:
+    ex = harness.make()
+    handle = ex.submit(harness.job("quiet", "no_status"))
+    result = ex.wait([handle], timeout_s=WAIT_S)["quiet"]
+    assert result.state == "failed"
+    assert result.exit_code == 0
+    assert "without a status file" in result.reason
+
+
+def test_job_lost_without_status_is_failed(harness: Harness) -> None:
+    ex = harness.make()
+    handle = ex.submit(harness.job("lost", "ok", sleep_s=30))
+    wait_started(handle, ex)
+    harness.lose(handle)
+    result = ex.wait([handle], timeout_s=WAIT_S)["lost"]
+    assert result.state == "failed"
+    assert "without a status file" in result.reason
+
+
+def test_exit_137_is_reported_as_killed(harness: Harness) -> None:
+    ex = harness.make()
+    handle = ex.submit(harness.job("oom", "oom"))
+    result = ex.wait([handle], timeout_s=WAIT_S)["oom"]
+    assert result.state == "failed"
+    assert result.exit_code == 137
+    assert result.reason.startswith("killed (signal 9, out of memory?)")
+
+
+def test_cancel_stops_a_running_job(harness: Harness) -> None:
+    ex = harness.make()
+    handle = ex.submit(harness.job("victim", "ok", sleep_s=0.7))
+    wait_started(handle, ex)
+    started = time.monotonic()
+    ex.cancel(handle)
+    result = ex.wait([handle], timeout_s=WAIT_S)["victim"]
+    assert result.state == "failed"
+    assert "cancel" in result.reason.lower()
+    time.sleep(max(0.0, started + 1.0 - time.monotonic()))  # past the moment it would have succeeded
+    status = read_status(handle.out_dir)
+    assert status is None or status.state != "succeeded"
+
+
+def test_restarted_controller_reattaches_without_resubmitting(harness: Harness) -> None:
+    first = harness.make()
+    jobs = [harness.job(f"keep{i}", "ok", sleep_s=0.6) for i in range(2)]
+    stored = [first.submit(j).model_dump_json() for j in jobs]
+    del first  # the controller process "dies"; its jobs keep running
+    second = harness.make()
+    handles = [JobHandle.model_validate_json(s) for s in stored]
+    assert all(second.reattach(h) for h in handles)
+    assert any(second.is_active(h) for h in handles)
+    results = second.wait(handles, timeout_s=WAIT_S)
+    assert {o.state for o in results.values()} == {"succeeded"}
+    assert [len(runs(j)) for j in jobs] == [1, 1]
+
+
+def test_submission_failure_is_retried_then_succeeds(harness: Harness) -> None:
+    ex = harness.make()
+    harness.fail_next_submissions(2)
+    handle = ex.submit(harness.job("retry", "ok"))
+    assert ex.wait([handle], timeout_s=WAIT_S)["retry"].state == "succeeded"
+    assert len(runs(handle)) == 1
+
+
+def test_submission_failing_past_the_deadline_raises_one_line(harness: Harness) -> None:
+    ex = harness.make(fast_settings(submit_deadline_s=0.3))
+    harness.fail_next_submissions(10_000)
+    with pytest.raises(SubmissionError) as err:
+        ex.submit(harness.job("doomed", "ok"))
+    assert "doomed" in str(err.value)
+    assert "\n" not in str(err.value)

@@ -1,0 +1,137 @@
+"""Slurm and LSF specifics against the fake schedulers: resources, setup lines, lost jobs, parsing."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from executor_harness import REPO, SLOT_JOB, fake_control, fast_settings, runs, wait_started
+
+from agent.executors import BackendUnavailableError, SlotJob, make_executor
+from agent.executors.local import LocalExecutor
+from agent.executors.lsf import LsfExecutor, LsfJobState, SchedulerCommandError, parse_bjobs, parse_job_id
+from agent.executors.slurm import SlurmExecutor
+
+WAIT_S = 20.0
+RESOURCES = {"gpus_per_job": 1, "cpus_per_task": 4, "mem_gb": 16, "time_min": 30, "setup": ["export SLOT_TAG=setup"]}
+
+
+def make_job(root: Path, name: str, mode: str = "ok", sleep_s: float = 0.1) -> SlotJob:
+    script = root / "slot_job.py"
+    if not script.exists():
+        script.write_text(SLOT_JOB)
+    out = root / "slots" / name
+    return SlotJob(
+        name=name,
+        command=["python3", str(script), str(out), mode, str(sleep_s)],
+        out_dir=out,
+        env={"PYTHONPATH": str(REPO)},
+        cwd=REPO,
+    )
+
+
+def test_slurm_batch_script_carries_resources_and_runs_setup_lines(tmp_path: Path, fake_scheduler: Path) -> None:
+    slurm = {**RESOURCES, "partition": "gpu", "additional_parameters": {"account": "lab"}}
+    ex = SlurmExecutor(fast_settings(slurm=slurm), tmp_path / "work")
+    job = make_job(tmp_path, "res")
+    handle = ex.submit(job)
+    assert ex.wait([handle], timeout_s=WAIT_S)["res"].state == "succeeded"
+    text = (tmp_path / "work" / "submitit" / f"{handle.job_id}_submission.sh").read_text()
+    for line in [
+        "--partition=gpu",
+        "--gpus-per-node=1",
+        "--cpus-per-task=4",
+        "--mem=16GB",
+        "--time=30",
+        "--account=lab",
+        "--job-name=res",
+        "export SLOT_TAG=setup",
+    ]:
+        assert line in text
+    assert "tag=setup" in runs(job)[0]
+    assert "omp=4" in runs(job)[0]
+
+
+def test_lsf_bsub_carries_resources_and_runs_setup_lines(tmp_path: Path, fake_scheduler: Path) -> None:
+    lsf = {**RESOURCES, "queue": "gpu_a100", "extra_args": ["-P", "flyvis"]}
+    ex = LsfExecutor(fast_settings(lsf=lsf), tmp_path / "work")
+    job = make_job(tmp_path, "res")
+    handle = ex.submit(job)
+    assert ex.wait([handle], timeout_s=WAIT_S)["res"].state == "succeeded"
+    argv = json.loads((fake_scheduler / "jobs" / f"{handle.job_id}.json").read_text())["argv"]
+    joined = " ".join(argv)
+    for part in [
+        "-J res",
+        "-q gpu_a100",
+        "-n 4",
+        "-gpu num=1",
+        "-R rusage[mem=16384] span[hosts=1]",
+        "-W 30",
+        "-P flyvis",
+    ]:
+        assert part in joined
+    assert argv[-2:] == ["/bin/bash", str((job.out_dir / "lsf_job.sh").resolve())]
+    assert "tag=setup" in runs(job)[0]
+
+
+def test_slurm_job_missing_from_sacct_is_lost_after_the_grace_period(tmp_path: Path, fake_scheduler: Path) -> None:
+    ex = SlurmExecutor(fast_settings(), tmp_path / "work", lost_grace_s=0.5)
+    handle = ex.submit(make_job(tmp_path, "vanish", sleep_s=30))
+    wait_started(handle, ex)
+    fake_control("_forget", handle.job_id)
+    result = ex.wait([handle], timeout_s=WAIT_S)["vanish"]
+    assert result.state == "failed"
+    assert "sacct has no record of it" in result.reason
+    fake_control("_fail", handle.job_id)  # stop the orphan
+
+
+def test_slurm_node_failure_names_the_state(tmp_path: Path, fake_scheduler: Path) -> None:
+    ex = SlurmExecutor(fast_settings(), tmp_path / "work")
+    handle = ex.submit(make_job(tmp_path, "node", sleep_s=30))
+    wait_started(handle, ex)
+    fake_control("_fail", handle.job_id)
+    result = ex.wait([handle], timeout_s=WAIT_S)["node"]
+    assert result.state == "failed"
+    assert result.reason.startswith(f"job {handle.job_id} left the queue (state NODE_FAIL: node failure)")
+
+
+def test_parse_job_id_reads_the_bsub_answer() -> None:
+    assert parse_job_id("Job <8123> is submitted to queue <gpu_a100>.\n") == "8123"
+    with pytest.raises(SchedulerCommandError, match="no 'Job <id> is submitted'"):
+        parse_job_id("Request aborted by esub. Job not submitted.")
+
+
+def test_parse_bjobs_reads_rows_and_forgotten_jobs() -> None:
+    states = parse_bjobs("11 RUN -\n12 EXIT 137\n13 DONE -\n", "Job <14> is not found\n")
+    assert states == {
+        "11": LsfJobState("RUN"),
+        "12": LsfJobState("EXIT", 137),
+        "13": LsfJobState("DONE"),
+        "14": LsfJobState(None),
+    }
+
+
+@pytest.mark.parametrize("backend", ["slurm", "lsf"])
+def test_scheduler_backend_without_its_commands_is_one_clear_error(
+    backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(BackendUnavailableError, match=rf"^dispatch.executor: {backend} needs .* on PATH") as err:
+        make_executor(fast_settings(executor=backend), tmp_path)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(("backend", "cls"), [("local", LocalExecutor), ("slurm", SlurmExecutor), ("lsf", LsfExecutor)])
+def test_make_executor_builds_the_configured_backend(
+    backend: str, cls: type, tmp_path: Path, fake_scheduler: Path
+) -> None:
+    assert type(make_executor(fast_settings(executor=backend), tmp_path)) is cls
+
+
+def test_slurm_reason_keeps_the_exit_code_the_wrapper_recorded(tmp_path: Path, fake_scheduler: Path) -> None:
+    ex = SlurmExecutor(fast_settings(), tmp_path / "work")
+    handle = ex.submit(make_job(tmp_path, "crash", mode="crash"))
+    result = ex.wait([handle], timeout_s=WAIT_S)["crash"]
+    assert re.match(rf"exit code 3 without a status file \(slurm job {handle.job_id}, state FAILED\)", result.reason)

@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from simulator.connectome import build_connectome
+from simulator.dynamics import EulerStepper
+from simulator.errors import SimulatorError
+from simulator.ground_truth import load_ground_truth, weight_stats
+
+
+@pytest.mark.checkpoint
+def test_checkpoint_stats_at_extent_8_match_model(checkpoint_dir) -> None:
+    gt = load_ground_truth(str(checkpoint_dir), build_connectome(8))
+    s = weight_stats(gt.W)
+    assert s["mean"] == pytest.approx(0.018, abs=5e-4)
+    assert s["std"] == pytest.approx(0.178, abs=5e-4)
+    assert s["min"] == pytest.approx(-1.50, abs=5e-3) and s["max"] == pytest.approx(4.17, abs=5e-3)
+    assert s["frac_negative"] == pytest.approx(0.35, abs=5e-3)
+    assert s["frac_zero"] == pytest.approx(0.039, abs=5e-4)
+    assert gt.kind == "checkpoint"
+
+
+@pytest.mark.checkpoint
+def test_checkpoint_tau_and_v_rest_by_type(checkpoint_dir) -> None:
+    con = build_connectome(2)
+    gt = load_ground_truth(str(checkpoint_dir), con)
+    per_type = {con.type_names[t]: gt.tau[con.types == t][0] for t in np.unique(con.types)}
+    assert per_type["Tm30"] == pytest.approx(0.316, abs=1e-3)
+    assert per_type["L1"] == pytest.approx(0.053, abs=1e-3)
+    assert sum(0.0194 <= v <= 0.0201 for v in per_type.values()) == 51
+    assert gt.V_rest.min() > 0.006 and gt.V_rest.max() < 0.8
+    assert gt.W.shape == (con.n_edges,) and np.isfinite(gt.W).all()
+
+
+def test_missing_checkpoint_is_one_line_error(tmp_path) -> None:
+    with pytest.raises(SimulatorError, match="best_chkpt") as err:
+        load_ground_truth(str(tmp_path), build_connectome(1))
+    assert "\n" not in str(err.value)
+
+
+def test_corrupt_checkpoint_is_one_line_error(tmp_path) -> None:
+    (tmp_path / "best_chkpt").write_bytes(b"not a zip")
+    with pytest.raises(SimulatorError, match="not a flyvis checkpoint"):
+        load_ground_truth(str(tmp_path), build_connectome(1))
+
+
+def test_synthetic_is_deterministic_and_shaped_like_trained() -> None:
+    con = build_connectome(8)
+    a, b = load_ground_truth("synthetic", con), load_ground_truth("synthetic", con)
+    np.testing.assert_array_equal(a.W, b.W)
+    s = weight_stats(a.W)
+    assert 0.25 < s["frac_negative"] < 0.45 and 0.02 < s["frac_zero"] < 0.08
+    assert 0.08 < s["std"] < 0.25 and s["max"] > 1.0 and s["min"] < -1.0
+    assert (np.unique(a.tau) < 0.0201).sum() == 51
+
+
+def test_synthetic_dynamics_stay_bounded() -> None:
+    con = build_connectome(4)
+    gt = load_ground_truth("synthetic", con)
+    t = {k: torch.from_numpy(getattr(gt, k)) for k in ("W", "tau", "V_rest")}
+    stepper = EulerStepper(t["W"], torch.from_numpy(con.edge_index), t["tau"], t["V_rest"], con.n_input, 0.02)
+    v = t["V_rest"].clone()
+    stepper.steady_state(v, 1.0, 500)
+    assert torch.isfinite(v).all() and v.abs().max() < 50

@@ -1,0 +1,133 @@
+"""Train and test one config on an existing dataset; writes metrics, R2 log, images and the model.
+
+``python -m trainer.run --config FILE --data DIR --out DIR [--iterations N] [--device auto|cpu|cuda]
+[--threads N]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+from experiment.atomic import atomic_write_bytes
+from experiment.config import ConfigError, ExperimentConfig, load_experiment
+from experiment.records import R2_LOG, write_metrics
+from experiment.yaml_io import YamlError
+from trainer import plots
+from trainer.data import Dataset, DatasetError, read_dataset
+from trainer.model import EdgeMode
+from trainer.train import (
+    Evaluation,
+    TrainingFailed,
+    TrainResult,
+    build_model,
+    build_probe,
+    evaluate,
+    resolve_device,
+    train,
+)
+
+MODEL_FILE = "model.pt"
+
+
+def configure_threads(threads: int | None) -> None:
+    """``--threads`` wins; otherwise torch follows OMP_NUM_THREADS (or its own default)."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    elif os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
+def with_iterations(cfg: ExperimentConfig, iterations: int | None) -> ExperimentConfig:
+    """A copy of cfg with ``training.n_iterations`` overridden when ``iterations`` is given."""
+    if iterations is None:
+        return cfg
+    if iterations < 1:
+        raise ConfigError(f"--iterations: must be >= 1, got {iterations}")
+    out = cfg.model_copy(deep=True)
+    out.training.n_iterations = iterations
+    return out
+
+
+def write_images(out: Path, data: Dataset, ev: Evaluation, result: TrainResult, dt: float) -> list[Path]:
+    """All slot images; returns their paths."""
+    rec = ev.recovered
+    paths = {
+        "W": out / "W_corrected.png",
+        "emb": out / "embedding.png",
+        "tau": out / "tau.png",
+        "vrest": out / "V_rest.png",
+        "loss": out / "loss.png",
+        "r2": out / "connectivity_r2.png",
+        "roll": out / "rollout.png",
+    }
+    plots.scatter_true_learned(data.W, rec.W_corrected, "corrected W vs true W", "W", paths["W"])
+    plots.embedding_plot(rec.embedding, data.types, data.type_names, paths["emb"])
+    plots.scatter_true_learned(data.tau, rec.tau, "tau from lin_phi", "tau", paths["tau"])
+    plots.scatter_true_learned(data.V_rest, rec.V_rest, "V_rest from lin_phi", "V_rest", paths["vrest"])
+    plots.loss_plot(result.losses, paths["loss"])
+    plots.r2_trajectory_plot(result.r2_rows, result.phase_spans, result.niter, paths["r2"])
+    plots.rollout_plot(ev.rollout_pred, ev.rollout_true, data.types, dt, paths["roll"])
+    return list(paths.values())
+
+
+def save_model(model: torch.nn.Module, path: Path) -> None:
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def train_and_evaluate(
+    cfg: ExperimentConfig,
+    data_dir: Path,
+    out_dir: Path,
+    *,
+    device: str | None = None,
+    progress: bool | None = None,
+    edge_mode: EdgeMode = "node",
+) -> tuple[Evaluation, TrainResult]:
+    """Train on ``data_dir``, test, and write metrics, R2 log, images and model into ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dev = resolve_device(device or cfg.training.device)
+    data = read_dataset(data_dir)
+    model = build_model(cfg, data, dev, edge_mode=edge_mode)
+    probe = build_probe(data, dev)
+    result = train(model, data, cfg.training, probe, r2_log=out_dir / R2_LOG, progress=progress)
+    ev = evaluate(model, data, cfg, probe, result.seconds)
+    write_metrics(out_dir, ev.metrics)
+    write_images(out_dir, data, ev, result, data.delta_t or cfg.simulation.delta_t)
+    save_model(model, out_dir / MODEL_FILE)
+    return ev, result
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m trainer.run", description=__doc__.splitlines()[0])
+    p.add_argument("--config", required=True, type=Path, help="experiment YAML")
+    p.add_argument("--data", required=True, type=Path, help="dataset folder written by the simulator")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--iterations", type=int, default=None, help="override training.n_iterations")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None, help="default: training.device")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: OMP_NUM_THREADS)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    configure_threads(args.threads)
+    try:
+        cfg = with_iterations(load_experiment(args.config), args.iterations)
+        ev, _ = train_and_evaluate(cfg, args.data, args.out, device=args.device)
+    except (ConfigError, YamlError, DatasetError, TrainingFailed) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(ev.metrics.as_lines(), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

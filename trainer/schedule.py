@@ -1,0 +1,89 @@
+"""Iteration counts, R2 checkpoints and the (phase, per-group LR) schedule (MODEL.md section 5).
+
+``phase_lrs`` is a pure function of the iteration inside the epoch; the trainer applies its LRs in
+place on the optimiser's param groups (Adam state is kept across phase switches).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+
+from experiment.config import TrainingConfig
+from experiment.records import Phase
+
+GROUPS = ("lin_edge", "W", "lin_phi", "embedding")
+
+
+def iterations_per_epoch(cfg: TrainingConfig, n_frames: int) -> int:
+    """``n_iterations`` when set, else ``int(n_frames * data_augmentation_loop // batch_size * 0.2)`` (>= 1)."""
+    if cfg.n_iterations is not None:
+        return int(cfg.n_iterations)
+    return max(1, int(n_frames * cfg.data_augmentation_loop // cfg.batch_size * 0.2))
+
+
+def r2_checkpoints(niter: int) -> list[int]:
+    """Completed-iteration counts at which conn_R2 is logged: Niter/50 x {1..4}, then every Niter/10."""
+    early = {max(1, niter // 50) * k for k in range(1, 5)}
+    step = max(1, niter // 10)
+    late = set(range(step, niter + 1, step)) | {niter}
+    return sorted(c for c in early | late if 1 <= c <= niter)
+
+
+def base_lrs(cfg: TrainingConfig) -> dict[str, float]:
+    """Active-phase learning rates of the four groups."""
+    return {
+        "lin_edge": cfg.learning_rate_start,
+        "W": cfg.learning_rate_W_start,
+        "lin_phi": cfg.learning_rate_start,
+        "embedding": cfg.learning_rate_embedding_start,
+    }
+
+
+def _cyclic_phase(iteration: int, niter: int, cfg: TrainingConfig) -> Phase:
+    n_alt = min(cfg.n_alternations, niter)
+    cycle = min(iteration * n_alt // niter, n_alt - 1)
+    start, end = cycle * niter // n_alt, (cycle + 1) * niter // n_alt
+    w_len = round((end - start) * (1.0 - cfg.alternate_vrest_ratio))
+    return "W" if iteration - start < w_len else "V_rest"
+
+
+def phase_lrs(iteration: int, niter: int, cfg: TrainingConfig) -> tuple[Phase, dict[str, float]]:
+    """Phase and per-group LR for 0-based ``iteration`` of an epoch of ``niter`` iterations.
+
+    Standard: phase ``-`` with the active LRs. Cyclic: ``n_alternations`` equal cycles, each a W-phase
+    then a V_rest-phase of ``alternate_vrest_ratio`` of the cycle. Two-stage: ``W`` (joint, all active
+    LRs) for ``alternate_joint_ratio`` of the epoch, then ``V_rest`` with lin_edge and W at
+    ``alternate_lr_ratio`` x their active LR.
+    """
+    if not 0 <= iteration < niter:
+        raise ValueError(f"iteration must lie in [0, {niter}), got {iteration}")
+    lrs = base_lrs(cfg)
+    if not cfg.alternate_training:
+        return "-", lrs
+    if cfg.alternate_schedule == "two_stage":
+        if iteration < round(cfg.alternate_joint_ratio * niter):
+            return "W", lrs
+        lrs["lin_edge"] *= cfg.alternate_lr_ratio
+        lrs["W"] *= cfg.alternate_lr_ratio
+        return "V_rest", lrs
+    phase = _cyclic_phase(iteration, niter, cfg)
+    if phase == "W":
+        lrs["lin_phi"] = cfg.alternate_lr_update
+        lrs["embedding"] = cfg.alternate_lr_embedding
+    else:
+        lrs["lin_edge"] = cfg.alternate_lr_edge
+        lrs["W"] = cfg.alternate_lr_W
+    return phase, lrs
+
+
+def build_optimizer(groups: Mapping[str, list[torch.nn.Parameter]], lrs: Mapping[str, float]) -> torch.optim.Adam:
+    """Adam with one named param group per entry of ``GROUPS``."""
+    return torch.optim.Adam([{"params": groups[name], "lr": lrs[name], "name": name} for name in GROUPS])
+
+
+def apply_lrs(optimizer: torch.optim.Optimizer, lrs: Mapping[str, float]) -> None:
+    """Set each named group's LR in place (the Adam moments are untouched)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lrs[group["name"]]
