@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict
 from agent.config_policy import SlotTemplate, load_slot_template, slot_dataset, write_slot_config
 from agent.executors.base import Executor, JobHandle, JobOutcome, SlotJob
 from agent.journal import Journal
+from agent.live import LiveView
 from agent.llm.base import ImageInput, LLMBackend, LLMRequest
 from agent.prompts import (
     BatchPromptInput,
@@ -34,7 +35,7 @@ from agent.state import SlotResult, digest_trajectory
 from agent.tree import block_of, block_range
 from experiment.records import ACTIVITY_PNG, R2_LOG, RecordError, read_metrics, read_r2_log
 
-USER_INPUT = "user_input.md"
+LIVE_TICK_S = 5.0  # how often the live view refreshes while slots train
 
 
 class RunPaused(RuntimeError):
@@ -75,10 +76,11 @@ class Controller:
         self.executor = executor
         self.journal = journal
         self.files = RunFiles(settings.run_dir)
-        self.log = log or (lambda msg: print(msg, flush=True))
         self.template: SlotTemplate = load_slot_template(self.files.base_config)
         self.claude = self.template.config.claude
         self.name = self.files.name
+        self.live = LiveView(self.files, self.n_batches)
+        self.log = log or self.live.write
 
     # ------------------------------------------------------------------ derived state
     @property
@@ -166,17 +168,21 @@ class Controller:
             return
         by_name = {h.name: it for it, h in handles.items()}
         plans = {p.iteration: p for p in self.planned(batch)}
+        self.live.start_batch(
+            batch, [(p.iteration, p.slot, self.files.slot_dir(p.iteration, p.slot)) for p in plans.values()]
+        )
 
         def finished(handle: JobHandle, outcome: JobOutcome) -> None:
             it = by_name[handle.name]
             if not self.journal.has("slot_finished", iteration=it):
-                self._collect(plans[it], outcome)
+                self.live.slot_finished(self._collect(plans[it], outcome))
 
-        outcomes = self.executor.wait(list(handles.values()), on_update=finished)
-        for name, outcome in outcomes.items():
-            it = by_name[name]
-            if not self.journal.has("slot_finished", iteration=it):
-                self._collect(plans[it], outcome)
+        pending = list(handles.values())
+        while pending:
+            done = self.executor.wait(pending, timeout_s=LIVE_TICK_S, on_update=finished)
+            pending = [h for h in pending if h.name not in done]
+            self.live.tick()
+        self.live.end_batch()
 
     def _submit(self, p: PlannedSlot) -> JobHandle:
         out = self.files.slot_dir(p.iteration, p.slot)
@@ -189,7 +195,7 @@ class Controller:
         self.log(f"   slot {p.slot} (iteration {p.iteration}): submitted as {handle.backend} job {handle.job_id}")
         return handle
 
-    def _collect(self, p: PlannedSlot, outcome: JobOutcome) -> None:
+    def _collect(self, p: PlannedSlot, outcome: JobOutcome) -> SlotResult:
         out = self.files.slot_dir(p.iteration, p.slot)
         result = collect_slot_result(p, out, outcome, self.claude.time_limit_min)
         self.journal.append("slot_finished", iteration=p.iteration, result=result.model_dump(mode="json"))
@@ -201,6 +207,7 @@ class Controller:
             )
         else:
             self.log(f"   slot {p.slot} (iteration {p.iteration}): FAILED: {result.failure_reason}")
+        return result
 
     # ------------------------------------------------------------------ step: analyse
     def reply_context(self, batch: int) -> ReplyContext:

@@ -90,30 +90,33 @@ def check_machine(config: ExperimentConfig, source: Path) -> None:
         )
 
 
-def prepare_run_dir(args: argparse.Namespace, instructions: Instructions) -> tuple[RunFiles, Path]:
-    """Create or reopen the run directory; returns its files and the base config it runs."""
+def resolve_run(args: argparse.Namespace, instructions: Instructions) -> tuple[Path, Path, bool]:
+    """The run directory, the config it runs and whether it resumes; nothing is written yet."""
     config_path = args.config or default_config_for(instructions)
     run_dir: Path = args.run_dir or REPO_ROOT / "runs" / config_path.stem
-    journal_exists = (run_dir / "journal.jsonl").exists()
-    if journal_exists and args.fresh:
+    exists = (run_dir / "journal.jsonl").exists()
+    if args.resume:
+        if not exists:
+            raise UsageError(f"{run_dir}: nothing to resume (no journal.jsonl); start it without --resume")
+        return run_dir, RunFiles(run_dir).base_config, True
+    if exists and not args.fresh:
+        raise UsageError(f"{run_dir}: a run already exists here; pass --resume to continue it or --fresh to restart")
+    if not config_path.exists():
+        raise UsageError(f"{config_path}: config file not found")
+    return run_dir, config_path, False
+
+
+def create_run_dir(run_dir: Path, config_path: Path) -> RunFiles:
+    """A fresh run directory (an earlier run there is moved aside, never deleted) with its base config."""
+    if (run_dir / "journal.jsonl").exists():
         aside = run_dir.with_name(f"{run_dir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
         run_dir.rename(aside)
         print(f"moved the previous run aside to {aside}", flush=True)
-        journal_exists = False
-    if journal_exists and not args.resume:
-        raise UsageError(f"{run_dir}: a run already exists here; pass --resume to continue it or --fresh to restart")
-    if args.resume and not journal_exists:
-        raise UsageError(f"{run_dir}: nothing to resume (no journal.jsonl); start it without --resume")
-    files = RunFiles(run_dir)
-    if journal_exists:
-        return files, files.base_config
-    if not config_path.exists():
-        raise UsageError(f"{config_path}: config file not found")
-    load_experiment(config_path)  # validate before anything is written
     run_dir.mkdir(parents=True, exist_ok=True)
+    files = RunFiles(run_dir)
     shutil.copyfile(config_path, files.base_config)
     files.write_run_info({"name": config_path.stem, "config": str(config_path), "created": utc_now()})
-    return files, files.base_config
+    return files
 
 
 def make_llm(args: argparse.Namespace, config: ExperimentConfig, files: RunFiles) -> tuple[LLMBackend, Budget]:
@@ -163,12 +166,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         instructions = load_instructions(args.instructions)
-        files, base_config = prepare_run_dir(args, instructions)
-        config = load_experiment(base_config)
+        run_dir, config_path, resuming = resolve_run(args, instructions)
+        config = load_experiment(config_path)
         if not args.force:
-            check_machine(config, base_config)
-        backend, budget = make_llm(args, config, files)
-        executor = make_dispatch(args, config, files)
+            check_machine(config, config_path)
+        backend, budget = make_llm(args, config, RunFiles(run_dir))
+        executor = make_dispatch(args, config, RunFiles(run_dir))
+        files = RunFiles(run_dir) if resuming else create_run_dir(run_dir, config_path)
+        base_config = files.base_config
     except (UsageError, ConfigError, YamlError, PromptError, LLMError, ValueError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -280,9 +280,10 @@ def slot_views(view: RunView, batch: int) -> list[SlotView]:
     accepted = view.last("reply_accepted", for_batch=batch)
     planned = [(int(p["iteration"]), int(p["slot"])) for p in (accepted or {}).get("planned", [])]
     results = {r.iteration: r for r in view.results}
+    files = view.files
     out = []
     for iteration, slot in sorted(planned, key=lambda p: p[1]):
-        folder = view.files.slot_dir(iteration, slot)
+        folder = files.slot_dir(iteration, slot)
         if iteration in results:
             r = results[iteration]
             state: SlotState = "succeeded" if r.status == "completed" else "failed"

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from experiment.atomic import atomic_write_json
 from experiment.config import DispatchConfig
-from experiment.records import SLOT_LOG, SlotStatus, read_status, utc_now, write_status
+from experiment.records import SLOT_LOG, RecordError, SlotStatus, read_status, utc_now, write_status
 
 from .base import (
     Executor,
@@ -46,9 +46,8 @@ from .base import (
 PID_FILE = "slot.pid.json"
 _KILL_GRACE_S = 3.0
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+LOCAL_POLL_S = 0.5  # upper bound on the poll interval: checking local processes costs nothing
 
-
-LOCAL_POLL_S = 0.5
 
 class PidRecord(BaseModel):
     """``slot.pid.json``: enough to find the process again after a controller restart."""
@@ -150,7 +149,11 @@ def available_cores() -> int:
 
 
 class LocalExecutor(Executor):
-    """Subprocess slots with a concurrency limit, GPU pinning, timeouts and re-attach by pid."""
+    """Subprocess slots with a concurrency limit, GPU pinning, timeouts and re-attach by pid.
+
+    ``gpus``/``cores`` override detection (tests); ``work_dir`` is kept for symmetry with the
+    scheduler backends (local slots write only into their own ``out_dir``).
+    """
 
     backend = "local"
 
@@ -355,7 +358,7 @@ class LocalExecutor(Executor):
         """Record a failure the executor itself caused (timeout, cancel) once the job is dead."""
         try:
             previous = read_status(handle.out_dir)
-        except Exception:
+        except RecordError:
             previous = None
         write_status(
             handle.out_dir,

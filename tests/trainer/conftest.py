@@ -1,14 +1,17 @@
-"""A small synthetic dataset in the simulator's file layout (random graph, Euler-integrated ODE).
-
-Lets the trainer tests run without the simulator: ``tau dv/dt = -v + V_rest + W ReLU(v) + I``.
-"""
-
+"""Fixtures for the trainer tests: a small synthetic dataset in the simulator layout, an oracle GNN."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
+import pytest
+import torch
+
+from experiment.config import ExperimentConfig, GraphModelConfig
+from trainer.data import Dataset, read_dataset
+from trainer.model import FlyVisGNN
 
 
 def drift(v: np.ndarray, stim_full: np.ndarray, W: np.ndarray, ei: np.ndarray, tau: np.ndarray, v_rest: np.ndarray):
@@ -56,9 +59,9 @@ def make_dataset(
     src, dst = pairs // n_neurons, pairs % n_neurons
     keep = src != dst
     ei = np.stack([src[keep], dst[keep]]).astype(np.int64)
-    W = (rng.standard_normal(ei.shape[1]) * 0.4).astype(np.float32)
+    W = (rng.standard_normal(ei.shape[1]) * 0.25).astype(np.float32)
     tau_t = rng.uniform(0.05, 0.3, n_types)
-    vr_t = rng.uniform(0.1, 0.8, n_types)
+    vr_t = rng.uniform(0.4, 0.9, n_types)
     tau, v_rest = tau_t[types].astype(np.float32), vr_t[types].astype(np.float32)
     out.mkdir(parents=True, exist_ok=True)
     for name, arr in {
@@ -79,3 +82,59 @@ def make_dataset(
     (out / "type_names.json").write_text(json.dumps([f"T{k}" for k in range(n_types)]))
     (out / "meta.json").write_text(json.dumps({"delta_t": dt, "ground_truth": "synthetic-test"}))
     return out
+
+
+class OracleGNN(FlyVisGNN):
+    """The true ODE written as a FlyVisGNN: a = (tau, V_rest), edge_fn = ReLU(v), phi = the drift."""
+
+    def edge_fn(self, v: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        return torch.relu(v)
+
+    def phi(self, v: torch.Tensor, a: torch.Tensor, msg: torch.Tensor, stim: torch.Tensor) -> torch.Tensor:
+        return (-v + a[..., 1] + msg + stim) / a[..., 0]
+
+
+def oracle_from(data: Dataset) -> OracleGNN:
+    """An OracleGNN whose W, tau and V_rest are the dataset's ground truth."""
+    cfg = GraphModelConfig(hidden_dim=4, hidden_dim_update=4)
+    model = OracleGNN(cfg, torch.from_numpy(data.edge_index), data.n_neurons, data.n_input, edge_mode="node")
+    with torch.no_grad():
+        model.W.copy_(torch.from_numpy(np.asarray(data.W)))
+        model.a.copy_(torch.from_numpy(np.stack([data.tau, data.V_rest], axis=1)))
+    return model
+
+
+@pytest.fixture(scope="session")
+def synth_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 60-neuron synthetic dataset (train with noise 0.05, test without)."""
+    return make_dataset(tmp_path_factory.mktemp("synth") / "data")
+
+
+@pytest.fixture(scope="session")
+def synth(synth_dir: Path) -> Dataset:
+    return read_dataset(synth_dir)
+
+
+@pytest.fixture
+def small_cfg() -> ExperimentConfig:
+    """Small MLPs, few iterations, no L1 (fast and learns on a 60-neuron graph)."""
+    cfg = ExperimentConfig(dataset="test")
+    cfg.graph_model.hidden_dim = 16
+    cfg.graph_model.hidden_dim_update = 16
+    t = cfg.training
+    t.n_iterations = 20
+    t.coeff_edge_weight_L1 = 0.0
+    t.coeff_phi_weight_L1 = 0.0
+    t.n_rollout_frames = 50
+    t.cluster_n_components = 5
+    t.seed = 7
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data (or $FLYVIS_SHARED_DATA); skips when absent."""
+    root = Path(os.environ.get("FLYVIS_SHARED_DATA", Path(__file__).resolve().parents[2] / ".." / "shared" / "data"))
+    if not (root / "flyvis_model" / "flow" / "0000" / "000" / "best_chkpt").is_file():
+        pytest.skip(f"shared data not found at {root}")
+    return root

@@ -1,0 +1,106 @@
+"""Rebuild a run's derived files from its journal alone, and check them against the files on disk.
+
+``python -m agent.rebuild RUN_DIR [--write]`` prints which files differ from what the journal
+implies (exit 1 when any does); ``--write`` restores them. memory.md is rebuilt from the text the
+controller read before the last analysis (human edits included) plus the accepted reply.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+from agent.config_policy import load_slot_template, render_slot_config
+from agent.journal import Journal
+from agent.reply_check import PlannedSlot
+from agent.run_files import RunFiles, render_analysis, render_memory
+from agent.state import SlotResult
+from experiment.atomic import atomic_write_text
+
+
+def rebuild_run_files(run_dir: Path) -> dict[str, str]:
+    """File name (relative to the run directory) -> the text the journal implies."""
+    files = RunFiles(run_dir)
+    journal = Journal(run_dir)
+    template = load_slot_template(files.base_config)
+    claude = template.config.claude
+    started = journal.last("run_resumed") or journal.last("run_started")
+    if started is None:
+        return {}
+    n_iterations = math.ceil(started["n_iterations"] / claude.n_slots) * claude.n_slots
+    out: dict[str, str] = {files.analysis.name: render_analysis(journal, files.name, claude.n_iter_block, claude.n_slots)}
+
+    applied = journal.of_type("analysis_applied")
+    if applied:
+        batch = applied[-1]["batch"]
+        accepted = journal.last("reply_accepted", source_batch=batch)
+        read = journal.last("memory_read", batch=batch)
+        results = sorted(
+            (
+                SlotResult.model_validate(e["result"])
+                for e in journal.of_type("slot_finished")
+                if e["result"]["batch"] <= batch
+            ),
+            key=lambda r: r.iteration,
+        )
+        if accepted is not None and read is not None:
+            memory, ucb = render_memory(
+                read["text"],
+                results,
+                accepted["memory"],
+                claude,
+                n_iterations=n_iterations,
+                user_input=read["user_input"],
+                before_iteration=batch * claude.n_slots + 1 if batch * claude.n_slots < n_iterations else None,
+            )
+            out[files.memory.name] = memory
+            if ucb is not None:
+                out[files.ucb_scores.name] = ucb
+    configs = journal.of_type("configs_applied")
+    if configs:
+        batch = configs[-1]["batch"]
+        plan = journal.last("reply_accepted", for_batch=batch)
+        if plan is not None:
+            for p in (PlannedSlot.model_validate(x) for x in plan["planned"]):
+                text = render_slot_config(template.text, files.name, p.slot, p.iteration, p.trainable)
+                out[files.slot_config(p.slot).name] = text
+                out[str(files.iteration_config(p.iteration, p.slot).relative_to(files.dir))] = text
+    return out
+
+
+def differing_files(run_dir: Path) -> list[str]:
+    """Names of derived files whose content on disk differs from the journal's."""
+    bad = []
+    for name, text in rebuild_run_files(run_dir).items():
+        path = run_dir / name
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            bad.append(name)
+    return bad
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m agent.rebuild", description=__doc__.split("\n\n")[0])
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--write", action="store_true", help="restore the differing files from the journal")
+    args = p.parse_args(argv)
+    if not (args.run_dir / "journal.jsonl").exists():
+        print(f"error: {args.run_dir}: no journal.jsonl (not a run directory)", file=sys.stderr)
+        return 2
+    bad = differing_files(args.run_dir)
+    if not bad:
+        print(f"{args.run_dir}: every derived file matches the journal")
+        return 0
+    if args.write:
+        rebuilt = rebuild_run_files(args.run_dir)
+        for name in bad:
+            atomic_write_text(args.run_dir / name, rebuilt[name])
+        print(f"{args.run_dir}: restored {', '.join(bad)}")
+        return 0
+    print(f"{args.run_dir}: differs from the journal: {', '.join(bad)}")
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

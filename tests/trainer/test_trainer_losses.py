@@ -1,0 +1,63 @@
+"""Loss and regularisers: the norm, the L1 annealing choice, each coefficient's term."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from experiment.config import GraphModelConfig, TrainingConfig
+from trainer.losses import data_loss, l1_anneal, regularisers
+from trainer.model import FlyVisGNN
+
+ALL_ZERO = dict.fromkeys(
+    [
+        "coeff_edge_diff",
+        "coeff_edge_norm",
+        "coeff_edge_weight_L1",
+        "coeff_edge_weight_L2",
+        "coeff_phi_weight_L1",
+        "coeff_phi_weight_L2",
+        "coeff_W_L1",
+        "coeff_W_L2",
+    ],
+    0.0,
+)
+
+
+def _model() -> FlyVisGNN:
+    cfg = GraphModelConfig(hidden_dim=4, hidden_dim_update=4, w_init_mode="randn_scaled")
+    return FlyVisGNN(cfg, torch.tensor([[0, 1], [1, 0]]), n_neurons=2, n_input=1, seed=0)
+
+
+def test_data_loss_is_the_unsquared_unaveraged_l2_norm() -> None:
+    assert data_loss(torch.tensor([[3.0, 0.0]]), torch.tensor([[0.0, 4.0]])).item() == pytest.approx(5.0)
+
+
+def test_l1_anneal_is_already_nonzero_in_epoch_zero() -> None:
+    assert l1_anneal(0.5, 0) == pytest.approx(1 - math.exp(-0.5))
+    assert l1_anneal(0.5, 3) == pytest.approx(1 - math.exp(-2.0))
+
+
+def test_zero_coefficients_add_no_terms() -> None:
+    assert regularisers(_model(), torch.rand(2), TrainingConfig(**ALL_ZERO), 0, 0.5) == {}
+
+
+@pytest.mark.parametrize("key", list(ALL_ZERO))
+def test_each_coefficient_adds_its_own_positive_term(key: str) -> None:
+    model = _model()
+    with torch.no_grad():  # a decreasing lin_edge so that the monotonicity penalty is active
+        model.lin_edge[-1].bias.fill_(1.0)
+        model.lin_edge[-1].weight.fill_(-1.0)
+    cfg = TrainingConfig(**{**ALL_ZERO, key: 1.0})
+    terms = regularisers(model, torch.tensor([0.5, 1.0]), cfg, 0, 0.5)
+    assert list(terms) == [key]
+    assert terms[key].item() > 0
+
+
+def test_w_l1_term_is_coefficient_times_anneal_times_abs_sum() -> None:
+    model = _model()
+    cfg = TrainingConfig(**{**ALL_ZERO, "coeff_W_L1": 2.0, "coeff_W_L1_rate": 0.5})
+    got = regularisers(model, torch.rand(2), cfg, 1, 0.5)["coeff_W_L1"].item()
+    assert got == pytest.approx(2.0 * (1 - math.exp(-1.0)) * model.W.abs().sum().item(), rel=1e-6)
