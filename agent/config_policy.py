@@ -26,7 +26,7 @@ from experiment.config import (
     TrainingConfig,
     parse_experiment,
 )
-from experiment.yaml_io import load_yaml_text, roundtrip_dump, roundtrip_load
+from experiment.yaml_io import ExactFloat, load_yaml_text, roundtrip_dump, roundtrip_load
 
 Trainable = dict[str, dict[str, Any]]
 
@@ -463,14 +463,8 @@ def slot_dataset(name: str, slot: int) -> str:
 
 
 def _yaml_scalar(value: Any) -> Any:
-    """A ruamel scalar whose text any YAML reader parses back to ``value`` (floats always carry a dot)."""
-    if not isinstance(value, float):
-        return value
-    text = repr(value)
-    mantissa, e, exponent = text.partition("e")
-    if e and "." not in mantissa:
-        text = f"{mantissa}.0e{exponent}"
-    return roundtrip_load(f"v: {text}\n")["v"]
+    """A ruamel scalar whose text any YAML reader parses back to exactly ``value`` (floats carry a dot)."""
+    return ExactFloat(value) if isinstance(value, float) else value
 
 
 def _set_key(section: Any, name: str, value: Any, model: type[BaseModel]) -> None:

@@ -96,7 +96,7 @@ class LiveView:
         self,
         run_files: RunFiles,
         n_batches: int,
-        stream: TextIO = sys.stderr,
+        stream: TextIO | None = None,
         *,
         interval_s: float = PLAIN_INTERVAL_S,
         clock: Callable[[], float] = time.monotonic,
@@ -104,10 +104,10 @@ class LiveView:
     ) -> None:
         self.files = run_files
         self.n_batches = n_batches
-        self.stream = stream
+        self.stream = stream if stream is not None else sys.stderr  # looked up now: redirects and captures apply
         self.interval_s = interval_s
         self.clock = clock
-        self.tty = _is_tty(stream) if tty is None else tty
+        self.tty = _is_tty(self.stream) if tty is None else tty
         self.batch = 0
         self.slots: list[LiveSlot] = []
         self._started = 0.0

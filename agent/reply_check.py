@@ -41,14 +41,16 @@ from agent.reply_parse import (
     ReplyRejected,
     parse_number,
     parse_reply,
+    shorten,
 )
 from agent.state import ROOT, Parent, SlotResult
 from agent.tree import block_of
 from experiment.config import ConfigError, parse_experiment
 from experiment.records import METRIC_KEYS
+from memory.documents import MemoryDocument, MemoryDocumentError
 from memory.variance import VarianceRow, config_key, variance_table
 
-METRIC_TOL = 5e-4  # plus half a unit of the printed digits
+METRIC_TOL = 5e-4  # plus half a unit of the printed digits, at most METRIC_TOL (3 decimals needed)
 TRAJECTORY_TOL = 5e-3
 CV_TOL = 0.5  # percentage points
 MUTATION_RTOL = 1e-6
@@ -193,11 +195,13 @@ def _check_status(e: IterEntry, r: SlotResult) -> list[str]:
     if e.status == want:
         return []
     if e.status not in STATUSES:
-        return [f"Iter {e.iteration}: status '{e.status}' is not one of {'/'.join(STATUSES)}; measured '{want}'"]
+        return [
+            f"Iter {e.iteration}: status '{shorten(e.status)}' is not one of {'/'.join(STATUSES)}; measured '{want}'"
+        ]
     if r.status == "failed" or r.metrics is None:
-        return [f"Iter {e.iteration}: status '{e.status}' but the slot failed; write 'failed'"]
+        return [f"Iter {e.iteration}: status '{shorten(e.status)}' but the slot failed; write 'failed'"]
     return [
-        f"Iter {e.iteration}: status '{e.status}' but measured connectivity_R2={_num(r.metrics.connectivity_R2)} "
+        f"Iter {e.iteration}: status '{shorten(e.status)}' but measured connectivity_R2={_num(r.metrics.connectivity_R2)} "
         f"is '{want}' (converged > 0.8, partial 0.3-0.8, failed < 0.3)"
     ]
 
@@ -211,7 +215,9 @@ def _check_node(e: IterEntry, r: SlotResult, ctx: ReplyContext) -> list[str]:
     elif e.parent not in (None, ROOT) and block_of(int(e.parent), ctx.n_iter_block) != r.block:
         errors.append(f"{where}: Node: parent={e.parent} is not a node of block {r.block}")
     if e.strategy is not None and not e.strategy.startswith(r.strategy.lower()):
-        errors.append(f"{where}: Mode/Strategy: says '{e.strategy}' but the slot was proposed as '{r.strategy}'")
+        errors.append(
+            f"{where}: Mode/Strategy: says '{shorten(e.strategy)}' but the slot was proposed as '{r.strategy}'"
+        )
     return errors
 
 
@@ -244,7 +250,7 @@ def _check_metrics(e: IterEntry, r: SlotResult) -> list[str]:
     for key, printed in e.metrics.items():
         if key not in measured:
             errors.append(f"{where}: '{key}' is not a measured metric (hallucinated metric)")
-        elif abs(printed.value - measured[key]) > METRIC_TOL + printed.half_unit:
+        elif abs(printed.value - measured[key]) > METRIC_TOL + min(printed.half_unit, METRIC_TOL):
             errors.append(f"{where}: {key}={printed.text} but measured {_num(measured[key])}")
     return errors
 
@@ -387,12 +393,18 @@ def _check_entries(reply: Reply, ctx: ReplyContext) -> list[str]:
 
 
 def _check_memory(reply: Reply) -> list[str]:
+    """Section names, and each body against memory.md's own rules, so an accepted update always applies."""
     errors = []
-    for name in reply.memory:
+    for name, content in reply.memory.items():
         if name in CONTROLLER_SECTIONS:
             errors.append(f"memory: section '{name}' is controller-owned; leave it out")
         elif name not in LLM_SECTIONS:
-            errors.append(f"memory: unknown section '{name}' (yours are: {', '.join(LLM_SECTIONS)})")
+            errors.append(f"memory: unknown section '{shorten(name)}' (yours are: {', '.join(LLM_SECTIONS)})")
+        else:
+            try:
+                MemoryDocument.parse("").replace_llm_sections({name: content})
+            except MemoryDocumentError as err:
+                errors.append(shorten(str(err), 300))
     return errors
 
 

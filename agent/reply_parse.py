@@ -7,6 +7,7 @@ then compares the parsed claims with what the controller measured.
 
 from __future__ import annotations
 
+import math
 import re
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
@@ -18,6 +19,8 @@ from experiment.yaml_io import YamlError, load_yaml_text
 
 MAX_REPLY_CHARS = 1_000_000
 MAX_CONFIG_BLOCK_BYTES = 16 * 1024
+MAX_ID_DIGITS = 9  # node ids, slots and run counts; longer digit strings are errors, never int() calls
+MAX_EXPONENT = 308  # printed numbers beyond the float range are errors
 STRATEGIES = ("baseline", "exploit", "explore", "robustness-check")
 STATUSES = ("converged", "partial", "failed")
 TRENDS = ("rising", "stable", "decaying")
@@ -51,22 +54,23 @@ FREE_TEXT_KEYS = ("Embedding", "Parent rule", "Observation")
 NA = ("n/a", "na", "none", "-")
 
 _NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf(?:inity)?)"
-_PARENT = r"root|\d+"
-_ITER_HEAD = re.compile(r"^##\s*Iter(?:ation)?\s+(\d+)\s*:?\s*(.*)$", re.IGNORECASE)
+_ID = rf"[0-9]{{1,{MAX_ID_DIGITS}}}"  # ASCII digits only: str.isdigit() also accepts '²', which int() refuses
+_PARENT = rf"root|{_ID}"
+_ITER_HEAD = re.compile(r"^##\s*Iter(?:ation)?\s+([0-9]+)\s*:?\s*(.*)$", re.IGNORECASE)
 _LINE = re.compile(r"^([A-Za-z][A-Za-z0-9 /_()-]*?)\s*:\s*(.*)$")
-_NODE = re.compile(rf"^id\s*=\s*(\d+)\s*,\s*parent\s*=\s*({_PARENT})\s*$", re.IGNORECASE)
+_NODE = re.compile(rf"^id\s*=\s*({_ID})\s*,\s*parent\s*=\s*({_PARENT})\s*$", re.IGNORECASE)
 _NEXT = re.compile(rf"^parent\s*=\s*({_PARENT})\b", re.IGNORECASE)
 _TRAJ = re.compile(
-    rf"^peak\s*=\s*({_NUM})\s+at\s+iter(?:ation)?\s+(\d+)\s*(?:\(([^)]*)\))?\s*,\s*"
+    rf"^peak\s*=\s*({_NUM})\s+at\s+iter(?:ation)?\s+({_ID})\s*(?:\(([^)]*)\))?\s*,\s*"
     rf"final\s*=\s*({_NUM})\s*,\s*trend\s*=\s*\[?([A-Za-z]+)\]?\s*$",
     re.IGNORECASE,
 )
 _VAR = re.compile(
-    rf"^\[?(\w+)\]?\s+now\s+has\s+(\d+)\s+runs?\s*,\s*CV\(conn_R2\)\s*=\s*({_NUM})\s*%\s*,\s*"
+    rf"^\[?(\w+)\]?\s+now\s+has\s+({_ID})\s+runs?\s*,\s*CV\(conn_R2\)\s*=\s*({_NUM})\s*%\s*,\s*"
     rf"CV\(V_rest_R2\)\s*=\s*({_NUM})\s*%\s*\.?$",
     re.IGNORECASE,
 )
-_REPLICATE = re.compile(r"^\[none\]\s*(?:—|–|--|-|:)?\s*robustness re-run of node\s+(\d+)\s*\.?$", re.IGNORECASE)
+_REPLICATE = re.compile(rf"^\[none\]\s*(?:—|–|--|-|:)?\s*robustness re-run of node\s+({_ID})\s*\.?$", re.IGNORECASE)
 _BASELINE = re.compile(r"^\[none\]\s*(?:—|–|--|-|:)?\s*baseline defaults\s*\.?$", re.IGNORECASE)
 _CHANGE = re.compile(r"^([A-Za-z_][\w.]*)\s*:\s*(\S+)\s*->\s*(\S+)$")
 _CONFIG_OPEN = re.compile(r"<config\b([^>]*)>", re.IGNORECASE)
@@ -87,7 +91,7 @@ class Printed(BaseModel):
     def half_unit(self) -> float:
         """Half of the last printed digit's unit (0.95 -> 0.005)."""
         exponent = Decimal(self.text).as_tuple().exponent
-        return 0.5 * 10.0 ** int(exponent) if isinstance(exponent, int) else 0.0
+        return 0.5 * 10.0 ** min(int(exponent), MAX_EXPONENT) if isinstance(exponent, int) else 0.0
 
 
 class TrajectoryClaim(BaseModel):
@@ -199,14 +203,34 @@ def parse_number(text: str) -> Printed | str:
     try:
         d = Decimal(t)
     except InvalidOperation:
-        return f"'{t}' is not a number"
+        return f"'{shorten(t)}' is not a number"
     if not d.is_finite():
-        return f"'{t}' is not a finite number"
-    return Printed(value=float(d), text=t)
+        return f"'{shorten(t)}' is not a finite number"
+    exponent = d.as_tuple().exponent
+    value = float(d)
+    if not math.isfinite(value) or (isinstance(exponent, int) and exponent > MAX_EXPONENT):
+        return f"'{shorten(t)}' is out of range"
+    return Printed(value=value, text=t)
+
+
+def is_id(text: str) -> bool:
+    """A node id, slot or count as the reply may write it: 1 to MAX_ID_DIGITS ASCII digits."""
+    return re.fullmatch(_ID, text) is not None
 
 
 def parse_parent(text: str) -> Parent:
-    return ROOT if text.lower() == ROOT else int(text)
+    """``root`` or a node id; the caller checked ``is_id`` (a ValueError otherwise)."""
+    if text.lower() == ROOT:
+        return ROOT
+    if not is_id(text):
+        raise ValueError(f"parent must be 'root' or a node id, got '{shorten(text)}'")
+    return int(text)
+
+
+def shorten(text: str, limit: int = 40) -> str:
+    """Echo of untrusted text in an error message: one line, at most ``limit`` characters."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 def _key_values(text: str, where: str, errors: list[str]) -> dict[str, Printed]:
@@ -218,7 +242,7 @@ def _key_values(text: str, where: str, errors: list[str]) -> dict[str, Printed]:
         key, eq, value = item.partition("=")
         key = key.strip()
         if not eq or not key:
-            errors.append(f"{where}: '{item}' is not 'name=value'")
+            errors.append(f"{where}: '{shorten(item, 80)}' is not 'name=value'")
             continue
         if key in out:
             errors.append(f"{where}: {key} given twice")
@@ -258,16 +282,20 @@ def _parse_entries(body: str, errors: list[str]) -> list[IterEntry]:
             chunks[-1].append(line)
         elif line.strip():
             errors.append(f"<entries>: text before the first '## Iter N:' heading: '{line.strip()[:80]}'")
-    return [_parse_entry(chunk, errors) for chunk in chunks]
+    return [entry for chunk in chunks if (entry := _parse_entry(chunk, errors)) is not None]
 
 
 def _heading(line: str) -> str:
     return line.strip().replace("**", "")
 
 
-def _parse_entry(chunk: list[str], errors: list[str]) -> IterEntry:
+def _parse_entry(chunk: list[str], errors: list[str]) -> IterEntry | None:
+    """One ``## Iter N:`` entry; None (with an error) when N is not a readable iteration number."""
     head = _ITER_HEAD.match(_heading(chunk[0]))
     assert head is not None
+    if not is_id(head.group(1)):
+        errors.append(f"<entries>: '## Iter {shorten(head.group(1), 20)}': not an iteration number")
+        return None
     iteration = int(head.group(1))
     where = f"Iter {iteration}"
     status = head.group(2).strip().strip("[]").strip().lower()
@@ -299,7 +327,7 @@ def _fill_entry(entry: IterEntry, raw: dict[str, str], where: str, errors: list[
         if m:
             entry.node_id, entry.parent = int(m.group(1)), parse_parent(m.group(2))
         else:
-            errors.append(f"{where}: Node: '{raw['Node']}' is not 'id=N, parent=P'")
+            errors.append(f"{where}: Node: '{shorten(raw['Node'], 80)}' is not 'id=N, parent=P'")
     if "Mode/Strategy" in raw:
         entry.strategy = raw["Mode/Strategy"].strip("[] ").lower()
     if "Config" in raw and not entry.is_na("Config"):
@@ -317,7 +345,7 @@ def _fill_entry(entry: IterEntry, raw: dict[str, str], where: str, errors: list[
         if m:
             entry.next_parent = parse_parent(m.group(1))
         else:
-            errors.append(f"{where}: Next: '{raw['Next']}' is not 'parent=P'")
+            errors.append(f"{where}: Next: '{shorten(raw['Next'], 80)}' is not 'parent=P'")
     entry.embedding = raw.get("Embedding")
     entry.parent_rule = raw.get("Parent rule")
     entry.observation = raw.get("Observation")
@@ -326,7 +354,9 @@ def _fill_entry(entry: IterEntry, raw: dict[str, str], where: str, errors: list[
 def _parse_trajectory(text: str, where: str, errors: list[str]) -> TrajectoryClaim | None:
     m = _TRAJ.match(text)
     if not m:
-        errors.append(f"{where}: R2 trajectory: '{text}' is not 'peak=X at iter Y, final=Z, trend=T' (or 'n/a')")
+        errors.append(
+            f"{where}: R2 trajectory: '{shorten(text, 80)}' is not 'peak=X at iter Y, final=Z, trend=T' (or 'n/a')"
+        )
         return None
     peak, final = parse_number(m.group(1)), parse_number(m.group(4))
     for label, num in (("peak", peak), ("final", final)):
@@ -344,7 +374,7 @@ def _parse_variance(text: str, where: str, errors: list[str]) -> VarianceClaim |
     m = _VAR.match(text)
     if not m:
         errors.append(
-            f"{where}: Variance update: '{text}' is not '[config_id] now has N runs, CV(conn_R2)=X%, CV(V_rest_R2)=Y%'"
+            f"{where}: Variance update: '{shorten(text, 80)}' is not '[config_id] now has N runs, CV(conn_R2)=X%, CV(V_rest_R2)=Y%'"
         )
         return None
     cv_conn, cv_vrest = parse_number(m.group(3)), parse_number(m.group(4))
@@ -370,7 +400,7 @@ def parse_mutation(text: str, where: str, errors: list[str]) -> MutationClaim | 
         m = _CHANGE.match(item)
         if not m:
             errors.append(
-                f"{where}: Mutation: '{item}' is not 'param: old -> new' "
+                f"{where}: Mutation: '{shorten(item, 80)}' is not 'param: old -> new' "
                 "(or '[none] — robustness re-run of Node X' / '[none] — baseline defaults')"
             )
             return None
@@ -400,7 +430,7 @@ def _parse_memory(body: str, errors: list[str]) -> dict[str, str]:
             current = names.get(title.lower(), title)
             lines = []
             if current in sections:
-                errors.append(f"memory: section '{current}' given twice")
+                errors.append(f"memory: section '{shorten(current, 80)}' given twice")
         elif current is None:
             if line.strip():
                 errors.append(f"memory: text before the first '### ' heading: '{line.strip()[:80]}'")
@@ -414,33 +444,35 @@ def _parse_memory(body: str, errors: list[str]) -> dict[str, str]:
 def _parse_proposal(attrs: str, body: str, errors: list[str]) -> ConfigProposal | None:
     """One config block; None only when its slot number is unreadable (the block cannot be placed)."""
     values = {k.lower(): v.strip() for k, v in _ATTR.findall(attrs)}
-    label = f"config slot {values.get('slot', '?')}"
+    label = f"config slot {shorten(values.get('slot', '?'), 20)}"
     problems: list[str] = []
     leftover = _ATTR.sub("", attrs).strip().rstrip("/").strip()
     if leftover:
-        problems.append(f'{label}: cannot read attributes \'{leftover}\' (write slot="S" parent="P" strategy="S")')
+        problems.append(
+            f'{label}: cannot read attributes \'{shorten(leftover)}\' (write slot="S" parent="P" strategy="S")'
+        )
     unknown = sorted(set(values) - {"slot", "parent", "replicate", "strategy"})
     if unknown:
         problems.append(f"{label}: unknown attribute(s) {', '.join(unknown)}")
     problems.extend(f"{label}: missing attribute {n}=" for n in ("slot", "parent", "strategy") if n not in values)
     slot, parent, replicate = values.get("slot", ""), values.get("parent", ROOT), values.get("replicate")
     strategy = values.get("strategy", "").lower()
-    if "slot" in values and not slot.isdigit():
-        problems.append(f"{label}: slot must be a non-negative integer, got '{slot}'")
-    if parent.lower() != ROOT and not parent.isdigit():
-        problems.append(f"{label}: parent must be 'root' or a node id, got '{parent}'")
-    if replicate is not None and not replicate.isdigit():
-        problems.append(f"{label}: replicate must be a node id, got '{replicate}'")
+    if "slot" in values and not is_id(slot):
+        problems.append(f"{label}: slot must be a non-negative integer, got '{shorten(slot)}'")
+    if parent.lower() != ROOT and not is_id(parent):
+        problems.append(f"{label}: parent must be 'root' or a node id, got '{shorten(parent)}'")
+    if replicate is not None and not is_id(replicate):
+        problems.append(f"{label}: replicate must be a node id, got '{shorten(replicate)}'")
     if "strategy" in values and strategy not in STRATEGIES:
-        problems.append(f"{label}: strategy must be one of {', '.join(STRATEGIES)}, got '{strategy}'")
+        problems.append(f"{label}: strategy must be one of {', '.join(STRATEGIES)}, got '{shorten(strategy)}'")
     overlay = _parse_overlay(body, label, problems)
     errors.extend(problems)
-    if not slot.isdigit():
+    if not is_id(slot):
         return None
     return ConfigProposal(
         slot=int(slot),
-        parent=parse_parent(parent) if parent.lower() == ROOT or parent.isdigit() else ROOT,
-        replicate_of=int(replicate) if replicate is not None and replicate.isdigit() else None,
+        parent=parse_parent(parent) if parent.lower() == ROOT or is_id(parent) else ROOT,
+        replicate_of=int(replicate) if replicate is not None and is_id(replicate) else None,
         strategy=strategy,
         overlay=overlay,
         broken=bool(problems),

@@ -5,7 +5,8 @@
         [--resume | --fresh] [--review] [--executor local|slurm|lsf] [--budget-usd X]
 
 Every problem the user can fix is one line on stderr and a non-zero exit, before any compute.
-Exit codes: 0 finished, 2 bad input, 3 paused (resumable), 4 LLM failure (resumable), 130 interrupted.
+Exit codes: 0 finished, 2 bad input, 3 paused (resumable), 4 LLM failure (resumable), 5 I/O error
+(resumable), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from experiment.records import utc_now
 from experiment.yaml_io import YamlError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-EXIT_BAD_INPUT, EXIT_PAUSED, EXIT_LLM, EXIT_INTERRUPTED = 2, 3, 4, 130
+EXIT_BAD_INPUT, EXIT_PAUSED, EXIT_LLM, EXIT_IO, EXIT_INTERRUPTED = 2, 3, 4, 5, 130
 
 
 class UsageError(ValueError):
@@ -199,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     except LLMError as err:
         print(f"LLM call failed: {err} (the run is resumable with --resume)", file=sys.stderr)
         return EXIT_LLM
+    except OSError as err:  # disk full, permissions, a vanished mount: every write is atomic, so resume is safe
+        print(f"error: {err} (fix the cause; the run is resumable with --resume)", file=sys.stderr)
+        return EXIT_IO
     if budget.spent_usd:
         print(f"LLM cost: ${budget.spent_usd:.2f}", flush=True)
     return 0

@@ -54,7 +54,7 @@ class TrainResult:
     phase_spans: list[tuple[int, int, Phase]]
     niter: int
     seconds: float
-    extras: dict[str, float] = field(default_factory=dict)
+    lr_log: list[tuple[int, dict[str, float]]] = field(default_factory=list)  # (global step, LRs set there)
 
 
 def build_model(cfg: ExperimentConfig, data: Dataset, device: torch.device, edge_mode: EdgeMode = "node") -> FlyVisGNN:
@@ -131,6 +131,7 @@ def train(
     optimizer = build_optimizer(model.param_groups(), lrs)
     losses = torch.empty(total, device=device)
     starts: list[tuple[int, Phase]] = []
+    lr_log: list[tuple[int, dict[str, float]]] = [(0, dict(lrs))]
     rows: list[R2Row] = []
     checked = 0
     log = _R2Log(r2_log)
@@ -144,6 +145,7 @@ def train(
                 if new_lrs != lrs:
                     apply_lrs(optimizer, new_lrs)
                     lrs = new_lrs
+                    lr_log.append((step, dict(lrs)))
                 if not starts or starts[-1][1] != phase:
                     starts.append((step, phase))
                 loss = _step(model, optimizer, train_split, rng, cfg, epoch, xnorm)
@@ -164,7 +166,7 @@ def train(
         bar.close()
     seconds = time.perf_counter() - t0
     spans = [(s, starts[k + 1][0] if k + 1 < len(starts) else total, p) for k, (s, p) in enumerate(starts)]
-    return TrainResult(losses.cpu().numpy(), rows, spans, niter, seconds)
+    return TrainResult(losses.cpu().numpy(), rows, spans, niter, seconds, lr_log)
 
 
 def _step(

@@ -40,12 +40,14 @@ def test_other_active_phase_learning_rates_are_blocked(base, key):
     assert "blocked" in check_edit(base, {"training": {key: 0.01}}, SRC)[0]
 
 
+@pytest.mark.fault("reply")
 def test_simulation_edit_is_blocked(base):
     assert check_edit(base, {"simulation": {"n_frames": 1000}}, "config slot 1") == [
         "config slot 1: simulation.n_frames: blocked (simulation parameters are fixed)"
     ]
 
 
+@pytest.mark.fault("reply")
 def test_dataset_edit_is_blocked(base):
     assert check_edit(base, {"dataset": "elsewhere"}, SRC) == [
         "slot 1: dataset: blocked (the dataset field routes the slot's data and is fixed per slot)"
@@ -53,11 +55,13 @@ def test_dataset_edit_is_blocked(base):
 
 
 @pytest.mark.parametrize("top", ["claude", "dispatch", "description"])
+@pytest.mark.fault("reply")
 def test_controller_sections_are_blocked(base, top):
     errors = check_edit(base, {top: {"n_slots": 8} if top != "description" else "x"}, SRC)
     assert len(errors) == 1 and "blocked" in errors[0]
 
 
+@pytest.mark.fault("reply")
 def test_alternate_training_must_stay_true(base):
     assert check_edit(base, {"training": {"alternate_training": False}}, SRC) == [
         "slot 1: training.alternate_training: True -> False: blocked "
@@ -65,6 +69,7 @@ def test_alternate_training_must_stay_true(base):
     ]
 
 
+@pytest.mark.fault("reply")
 def test_seed_is_blocked(base):
     assert check_edit(base, {"training": {"seed": 7}}, SRC) == [
         "slot 1: training.seed: blocked (seeds are controller-owned)"
@@ -75,6 +80,7 @@ def test_restating_a_blocked_value_unchanged_is_allowed(base):
     assert check_edit(base, {"training": {"alternate_training": True, "learning_rate_W_start": 6e-4}}, SRC) == []
 
 
+@pytest.mark.fault("reply")
 def test_nested_mapping_under_a_blocked_key_is_blocked(base):
     errors = check_edit(base, {"training": {"learning_rate_W_start": {"value": 1e-3}}}, SRC)
     assert errors == [
@@ -82,6 +88,7 @@ def test_nested_mapping_under_a_blocked_key_is_blocked(base):
     ]
 
 
+@pytest.mark.fault("reply")
 def test_dotted_top_level_key_reaching_a_blocked_field_is_blocked(base):
     errors = check_edit(base, {"training.learning_rate_start": 0.01, "simulation.extent": 3}, SRC)
     assert errors == [
@@ -138,11 +145,13 @@ def test_int_for_a_float_field_is_accepted(base):
 
 
 @pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan])
+@pytest.mark.fault("yaml")
 def test_non_finite_numbers_are_rejected(base, value):
     errors = check_edit(base, {"training": {"coeff_W_L2": value}}, SRC)
     assert len(errors) == 1 and "must be finite" in errors[0]
 
 
+@pytest.mark.fault("yaml")
 def test_yaml_non_finite_literal_is_rejected(base):
     overlay = load_yaml_text("training:\n  alternate_lr_edge: .inf\n")
     assert "must be finite" in check_edit(base, overlay, SRC)[0]

@@ -73,6 +73,7 @@ def test_missing_entries_block_is_rejected(valid_parts, assemble_reply, make_ctx
     )
 
 
+@pytest.mark.fault("reply")
 def test_missing_iteration_is_rejected(valid_parts, assemble_reply, make_ctx):
     entries = valid_parts["entries"]
     cut = entries[: entries.index("## Iter 16")]
@@ -80,6 +81,7 @@ def test_missing_iteration_is_rejected(valid_parts, assemble_reply, make_ctx):
     assert errors == ["Iter 16: entry missing"]
 
 
+@pytest.mark.fault("reply")
 def test_duplicate_iteration_is_rejected(valid_parts, assemble_reply, make_ctx):
     entries = valid_parts["entries"]
     first = entries[: entries.index("## Iter 14")]
@@ -87,6 +89,7 @@ def test_duplicate_iteration_is_rejected(valid_parts, assemble_reply, make_ctx):
     assert "Iter 13: entry given twice" in errors
 
 
+@pytest.mark.fault("reply")
 def test_foreign_iteration_is_rejected(valid_parts, assemble_reply, make_ctx):
     text = edited(valid_parts, assemble_reply, "entries", "## Iter 16: failed", "## Iter 17: failed")
     errors = errors_of(text, make_ctx())
@@ -177,6 +180,7 @@ def test_metrics_for_a_failed_slot_are_rejected(valid_parts, assemble_reply, mak
     ]
 
 
+@pytest.mark.fault("reply")
 def test_non_finite_metric_is_rejected(valid_parts, assemble_reply, make_ctx):
     text = edited(valid_parts, assemble_reply, "entries", "tau_R2=0.66,", "tau_R2=nan,")
     errors = errors_of(text, make_ctx())
@@ -289,12 +293,14 @@ def test_unknown_memory_section_is_rejected(valid_parts, assemble_reply, make_ct
 # ---------------------------------------------------------------------------------------------- proposals
 
 
+@pytest.mark.fault("reply")
 def test_missing_and_duplicate_slots_are_rejected(valid_parts, assemble_reply, make_ctx):
     configs = valid_parts["configs"].replace('slot="3"', 'slot="2"')
     errors = errors_of(assemble_reply({**valid_parts, "configs": configs}), make_ctx())
     assert errors == ["config slot 2: given twice", "config slot 3: missing (one config block per slot 0..3)"]
 
 
+@pytest.mark.fault("reply")
 def test_slot_beyond_the_batch_is_rejected(valid_parts, assemble_reply, make_ctx):
     configs = valid_parts["configs"] + '<config slot="4" parent="root" strategy="explore">\n</config>\n'
     errors = errors_of(assemble_reply({**valid_parts, "configs": configs}), make_ctx())
@@ -342,6 +348,7 @@ def test_replicate_must_use_robustness_check_strategy(valid_parts, assemble_repl
     ]
 
 
+@pytest.mark.fault("reply")
 def test_overlay_violations_are_reported_per_slot(valid_parts, assemble_reply, make_ctx):
     text = edited(
         valid_parts,

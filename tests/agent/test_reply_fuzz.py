@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.reply import parse_reply, validate_reply
+
+pytestmark = pytest.mark.fault("fuzz")
 
 FUZZ = settings(
     max_examples=int(os.environ.get("RULES_FUZZ_EXAMPLES", "150")),

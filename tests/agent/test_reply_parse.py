@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from agent.reply import parse_reply
 from agent.reply_parse import MAX_CONFIG_BLOCK_BYTES, MAX_REPLY_CHARS
 
@@ -59,6 +61,7 @@ def test_multiple_changes_are_parsed():
     assert [c.text() for c in changes] == ["n_alternations: 4 -> 6", "alternate_lr_W: 6e-07 -> 1e-07"]
 
 
+@pytest.mark.fault("reply")
 def test_malformed_lines_become_errors():
     text = (
         "<entries>\n## Iter 2: partial\nNode: 2 from root\nMetrics: connectivity_R2=high\n"
@@ -76,6 +79,7 @@ def test_malformed_lines_become_errors():
     ]
 
 
+@pytest.mark.fault("reply")
 def test_non_finite_numbers_are_rejected():
     text = "<entries>\n## Iter 2: partial\nMetrics: connectivity_R2=inf, tau_R2=NaN\n</entries>"
     assert parse_reply(text).errors == [
@@ -123,6 +127,7 @@ def test_yaml_6e_minus_7_reads_as_a_float():
     assert parse_reply(text).proposals[0].overlay == {"training": {"alternate_lr_W": 6e-7}}
 
 
+@pytest.mark.fault("yaml")
 def test_yaml_anchor_and_alias_are_rejected():
     text = (
         '<config slot="0" parent="root" strategy="explore">\n'
@@ -132,28 +137,33 @@ def test_yaml_anchor_and_alias_are_rejected():
     assert reply.proposals[0].broken and reply.errors == ["config slot 0: line 1: anchors are not allowed"]
 
 
+@pytest.mark.fault("yaml")
 def test_yaml_tag_is_rejected():
     text = '<config slot="0" parent="root" strategy="explore">\ntraining: !!python/object:os.system\n  a: 1\n</config>'
     errors = parse_reply(text).errors
     assert len(errors) == 1 and "tag 'tag:yaml.org,2002:python/object:os.system' is not allowed" in errors[0]
 
 
+@pytest.mark.fault("yaml")
 def test_huge_config_block_is_rejected():
     body = "training:\n" + "".join(f"  k{i}: {i}\n" for i in range(MAX_CONFIG_BLOCK_BYTES // 8))
     text = f'<config slot="0" parent="root" strategy="explore">\n{body}</config>'
     assert parse_reply(text).errors == [f"config slot 0: config block larger than {MAX_CONFIG_BLOCK_BYTES} bytes"]
 
 
+@pytest.mark.fault("reply")
 def test_huge_reply_is_rejected():
     assert parse_reply("x" * (MAX_REPLY_CHARS + 1)).errors == [f"reply: longer than {MAX_REPLY_CHARS} characters"]
 
 
+@pytest.mark.fault("yaml")
 def test_malformed_yaml_is_an_error():
     text = '<config slot="1" parent="root" strategy="explore">\ntraining: [unclosed\n</config>'
     errors = parse_reply(text).errors
     assert len(errors) == 1 and errors[0].startswith("config slot 1: malformed YAML")
 
 
+@pytest.mark.fault("reply")
 def test_bad_attributes_are_errors():
     text = '<config slot="x" parent="me" strategy="guess" colour="red">\n</config>'
     reply = parse_reply(text)
@@ -166,6 +176,7 @@ def test_bad_attributes_are_errors():
     ]
 
 
+@pytest.mark.fault("reply")
 def test_unclosed_tags_are_errors():
     errors = parse_reply('<entries>\n## Iter 1: failed\n<config slot="0" parent="root" strategy="explore">\n').errors
     assert "<entries>: opened 1 time(s) but closed 0 time(s)" in errors

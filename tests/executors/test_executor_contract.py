@@ -27,6 +27,7 @@ def test_four_jobs_run_once_each_and_succeed_from_their_status_files(harness: Ha
         assert "working on" in (job.out_dir / "slot.log").read_text()
 
 
+@pytest.mark.fault("trainer")
 def test_nonzero_exit_without_status_fails_with_exit_code_and_log_tail(harness: Harness) -> None:
     ex = harness.make()
     handle = ex.submit(harness.job("crash", "crash"))
@@ -45,6 +46,7 @@ def test_failed_status_reports_its_reason(harness: Harness) -> None:
     assert result == JobOutcome(state="failed", reason="loss diverged (NaN)", exit_code=2)
 
 
+@pytest.mark.fault("trainer")
 def test_clean_exit_that_leaves_a_running_status_is_a_failure(harness: Harness) -> None:
     ex = harness.make()
     handle = ex.submit(harness.job("quiet", "no_status"))
@@ -54,6 +56,7 @@ def test_clean_exit_that_leaves_a_running_status_is_a_failure(harness: Harness) 
     assert "without a status file" in result.reason
 
 
+@pytest.mark.fault("trainer")
 def test_job_lost_without_status_is_failed(harness: Harness) -> None:
     ex = harness.make()
     handle = ex.submit(harness.job("lost", "ok", sleep_s=30))
@@ -64,6 +67,7 @@ def test_job_lost_without_status_is_failed(harness: Harness) -> None:
     assert "without a status file" in result.reason
 
 
+@pytest.mark.fault("trainer")
 def test_exit_137_is_reported_as_killed(harness: Harness) -> None:
     ex = harness.make()
     handle = ex.submit(harness.job("oom", "oom"))

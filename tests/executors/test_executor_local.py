@@ -77,6 +77,7 @@ def test_threads_default_to_cores_divided_by_concurrency(tmp_path: Path) -> None
     assert field(job, "gpu") == ""
 
 
+@pytest.mark.fault("trainer")
 def test_slot_over_the_time_limit_is_killed_and_failed(tmp_path: Path) -> None:
     ex = LocalExecutor(fast_settings(slot_timeout_min=0.01), tmp_path, gpus=[], cores=2)
     job = make_job(tmp_path, "slow", sleep_s=30)

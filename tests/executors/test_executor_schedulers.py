@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,7 @@ def make_job(root: Path, name: str, mode: str = "ok", sleep_s: float = 0.1) -> S
     out = root / "slots" / name
     return SlotJob(
         name=name,
-        command=["python3", str(script), str(out), mode, str(sleep_s)],
+        command=[sys.executable, str(script), str(out), mode, str(sleep_s)],
         out_dir=out,
         env={"PYTHONPATH": str(REPO)},
         cwd=REPO,

@@ -69,6 +69,7 @@ def test_system_block_carries_cache_control_per_setting(make_api_backend, cache,
         assert system[0]["cache_control"] == {"type": "ephemeral", "ttl": expected}
 
 
+@pytest.mark.fault("llm")
 def test_overloaded_529_then_success_is_retried_honouring_a_tiny_retry_after(make_api_backend):
     backend, api = make_api_backend(api_error(529, "overloaded_error", retry_after_ms="1"), ok())
     t0 = time.monotonic()
@@ -81,6 +82,7 @@ def test_overloaded_529_then_success_is_retried_honouring_a_tiny_retry_after(mak
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404])
+@pytest.mark.fault("llm")
 def test_client_errors_are_never_retried(make_api_backend, status):
     backend, api = make_api_backend(api_error(status, "invalid_request_error", "bad"), ok(), outage_deadline_s=5.0)
     with pytest.raises(LLMCallFailed, match=f"HTTP {status}"):
@@ -88,6 +90,7 @@ def test_client_errors_are_never_retried(make_api_backend, status):
     assert len(api.requests) == 1
 
 
+@pytest.mark.fault("llm")
 def test_rate_limit_429_sequence_is_retried_until_success(make_api_backend):
     backend, api = make_api_backend(*[api_error(429, "rate_limit_error")] * 3, ok())
     response = backend.complete(make_request())
@@ -95,6 +98,7 @@ def test_rate_limit_429_sequence_is_retried_until_success(make_api_backend):
     assert len(api.requests) == 4
 
 
+@pytest.mark.fault("llm")
 def test_timeout_and_connection_reset_sequence_is_retried(make_api_backend, monkeypatch):
     backend, api = make_api_backend(
         httpx2.ReadTimeout("read timed out"), httpx2.ConnectError("connection reset by peer"), ok()
@@ -105,6 +109,7 @@ def test_timeout_and_connection_reset_sequence_is_retried(make_api_backend, monk
     assert len(api.requests) == 3
 
 
+@pytest.mark.fault("llm")
 def test_outage_layer_keeps_retrying_after_the_sdk_gives_up(make_api_backend):
     backend, api = make_api_backend(
         *[api_error(529, "overloaded_error")] * 5, ok(), max_retries=1, outage_deadline_s=5.0
@@ -114,6 +119,7 @@ def test_outage_layer_keeps_retrying_after_the_sdk_gives_up(make_api_backend):
     assert len(api.requests) == 6  # 3 SDK rounds of 2 attempts each
 
 
+@pytest.mark.fault("llm")
 def test_outage_past_the_deadline_fails_with_one_line(make_api_backend):
     backend, api = make_api_backend(
         api_error(503, "api_error", "unavailable"), max_retries=0, outage_deadline_s=0.3, outage_backoff_s=(0.05, 0.05)
@@ -142,6 +148,7 @@ def test_usage_cost_and_request_id_are_recorded(make_api_backend):
 
 
 @pytest.mark.parametrize(("stop_reason", "says"), [("max_tokens", "cut at max_tokens"), ("refusal", "refused")])
+@pytest.mark.fault("llm")
 def test_max_tokens_and_refusal_stop_reasons_fail_with_usage_kept(make_api_backend, stop_reason, says):
     backend, _ = make_api_backend(ok(message_json(stop_reason=stop_reason)))
     with pytest.raises(LLMCallFailed, match=says) as info:
@@ -150,6 +157,7 @@ def test_max_tokens_and_refusal_stop_reasons_fail_with_usage_kept(make_api_backe
     assert info.value.response.usage.output_tokens == 300
 
 
+@pytest.mark.fault("llm")
 def test_empty_reply_fails(make_api_backend):
     backend, _ = make_api_backend(ok(message_json(text="  \n")))
     with pytest.raises(LLMCallFailed, match="empty reply"):
@@ -162,6 +170,7 @@ def test_missing_api_key_is_a_config_error_at_construction(monkeypatch):
         AnthropicBackend(model="claude-test", max_tokens=1000)
 
 
+@pytest.mark.fault("secrets")
 def test_api_key_never_appears_in_errors_transcripts_or_logs(make_api_backend, tmp_path, caplog):
     echo = api_error(401, "authentication_error", f"invalid x-api-key {API_KEY}", retry_after_ms=None)
     backend, api = make_api_backend(ok(), echo)
@@ -207,6 +216,7 @@ def test_outage_layer_waits_as_long_as_retry_after_says_not_its_own_backoff(make
     assert len(api.requests) == 2
 
 
+@pytest.mark.fault("secrets")
 def test_api_key_is_scrubbed_from_outage_retry_log_lines(make_api_backend, caplog):
     echo = api_error(529, "overloaded_error", f"overloaded for key {API_KEY}", retry_after_ms="1")
     backend, _ = make_api_backend(echo, ok(), max_retries=0, outage_deadline_s=5.0)

@@ -104,6 +104,7 @@ def test_cli_tells_the_model_which_images_are_unavailable(fake_claude, png):
     assert str(images[0].path) not in stdin
 
 
+@pytest.mark.fault("llm")
 def test_cli_timeout_kills_the_process_and_fails(fake_claude, monkeypatch):
     monkeypatch.setenv("FAKE_CLAUDE_MODE", "sleep")
     t0 = time.monotonic()
@@ -117,6 +118,7 @@ def test_missing_cli_executable_is_a_config_error():
         ClaudeCliBackend("claude-test", timeout_s=30, executable="claude-does-not-exist-xyz")
 
 
+@pytest.mark.fault("llm")
 def test_cli_error_result_fails_with_its_subtype(fake_claude, monkeypatch):
     monkeypatch.setenv("FAKE_CLAUDE_MODE", "error")
     with pytest.raises(LLMCallFailed, match="error_during_execution: API Error: overloaded") as info:
@@ -124,18 +126,21 @@ def test_cli_error_result_fails_with_its_subtype(fake_claude, monkeypatch):
     assert info.value.response.cost_usd == pytest.approx(0.0123)
 
 
+@pytest.mark.fault("llm")
 def test_cli_empty_result_fails(fake_claude, monkeypatch):
     monkeypatch.setenv("FAKE_CLAUDE_MODE", "empty")
     with pytest.raises(LLMCallFailed, match="empty reply"):
         ClaudeCliBackend("claude-test", timeout_s=30).complete(make_request())
 
 
+@pytest.mark.fault("llm")
 def test_cli_output_that_is_not_json_fails(fake_claude, monkeypatch):
     monkeypatch.setenv("FAKE_CLAUDE_MODE", "garbage")
     with pytest.raises(LLMCallFailed, match="not a JSON object"):
         ClaudeCliBackend("claude-test", timeout_s=30).complete(make_request())
 
 
+@pytest.mark.fault("llm")
 def test_cli_nonzero_exit_reports_the_last_stderr_line(fake_claude, monkeypatch):
     monkeypatch.setenv("FAKE_CLAUDE_MODE", "crash")
     with pytest.raises(LLMCallFailed, match="exit code 1: Error: not logged in"):

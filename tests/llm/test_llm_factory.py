@@ -26,6 +26,7 @@ def test_offline_backend_returns_the_policy_text_with_zero_usage():
     assert response.backend == "offline"
 
 
+@pytest.mark.fault("llm")
 def test_offline_policy_returning_nothing_is_a_failed_call():
     with pytest.raises(LLMCallFailed, match="empty reply"):
         OfflineBackend(lambda request: "").complete(make_request())

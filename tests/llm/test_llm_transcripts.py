@@ -203,6 +203,7 @@ def test_replay_replays_a_recorded_failure(store):
         ReplayBackend(store).complete(make_request("batch-001"))
 
 
+@pytest.mark.fault("llm")
 def test_corrupt_transcript_is_a_one_line_error_naming_the_file(store):
     record_three(store)
     (store.folder / "0002_batch-001.json").write_text('{"seq": "two"}')

@@ -55,6 +55,8 @@ def main() -> int:
     seed = cfg.simulation.seed
     iteration = seed // 1000
     args.out.mkdir(parents=True, exist_ok=True)
+    with (args.out / "fake_slot_runs.log").open("a") as runs:  # tests count trainings per slot
+        runs.write(f"{os.getpid()}\n")
     write_status(args.out, SlotStatus(state="running", pid=os.getpid(), started_at=utc_now()))
     time.sleep(float(os.environ.get("FAKE_SLOT_SLEEP", "0.2")))
     if str(iteration) in os.environ.get("FAKE_SLOT_CRASH", "").split(","):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.loop.agent_cli import INSTRUCTIONS, REPO, journal_events, run_agent
 
 
@@ -53,6 +55,7 @@ def test_resume_of_a_missing_run_is_refused(tmp_path: Path) -> None:
     assert "nothing to resume" in proc.stderr
 
 
+@pytest.mark.fault("yaml")
 def test_broken_config_yaml_names_file_and_field(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     text = (REPO / "configs" / "flyvis_tiny.yaml").read_text().replace("n_alternations: 4", "n_alternation: 4")

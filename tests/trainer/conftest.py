@@ -1,8 +1,10 @@
 """Fixtures for the trainer tests: a small synthetic dataset in the simulator layout, an oracle GNN."""
+
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -59,9 +61,9 @@ def make_dataset(
     src, dst = pairs // n_neurons, pairs % n_neurons
     keep = src != dst
     ei = np.stack([src[keep], dst[keep]]).astype(np.int64)
-    W = (rng.standard_normal(ei.shape[1]) * 0.25).astype(np.float32)
+    W = rng.normal(0.08, 0.08, ei.shape[1]).astype(np.float32)
     tau_t = rng.uniform(0.05, 0.3, n_types)
-    vr_t = rng.uniform(0.4, 0.9, n_types)
+    vr_t = rng.uniform(0.6, 1.0, n_types)
     tau, v_rest = tau_t[types].astype(np.float32), vr_t[types].astype(np.float32)
     out.mkdir(parents=True, exist_ok=True)
     for name, arr in {
@@ -138,3 +140,18 @@ def shared_data() -> Path:
     if not (root / "flyvis_model" / "flow" / "0000" / "000" / "best_chkpt").is_file():
         pytest.skip(f"shared data not found at {root}")
     return root
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread() -> Iterator[None]:
+    """One torch thread per test (tiny tensors; 2 threads oversubscribe a busy 2-core box), then restore."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def oracle(synth: Dataset) -> OracleGNN:
+    """The ground-truth model of the synthetic dataset."""
+    return oracle_from(synth)

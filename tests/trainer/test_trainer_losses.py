@@ -27,7 +27,7 @@ ALL_ZERO = dict.fromkeys(
 
 
 def _model() -> FlyVisGNN:
-    cfg = GraphModelConfig(hidden_dim=4, hidden_dim_update=4, w_init_mode="randn_scaled")
+    cfg = GraphModelConfig(n_layers=1, hidden_dim_update=4, w_init_mode="randn_scaled")
     return FlyVisGNN(cfg, torch.tensor([[0, 1], [1, 0]]), n_neurons=2, n_input=1, seed=0)
 
 
@@ -47,9 +47,9 @@ def test_zero_coefficients_add_no_terms() -> None:
 @pytest.mark.parametrize("key", list(ALL_ZERO))
 def test_each_coefficient_adds_its_own_positive_term(key: str) -> None:
     model = _model()
-    with torch.no_grad():  # a decreasing lin_edge so that the monotonicity penalty is active
-        model.lin_edge[-1].bias.fill_(1.0)
-        model.lin_edge[-1].weight.fill_(-1.0)
+    with torch.no_grad():  # lin_edge = 3 - v: its square decreases on [0.5, 1], so edge_diff is active
+        model.lin_edge[0].weight.copy_(torch.tensor([[-1.0, 0.0, 0.0]]))
+        model.lin_edge[0].bias.fill_(3.0)
     cfg = TrainingConfig(**{**ALL_ZERO, key: 1.0})
     terms = regularisers(model, torch.tensor([0.5, 1.0]), cfg, 0, 0.5)
     assert list(terms) == [key]

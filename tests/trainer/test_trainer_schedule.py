@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from experiment.config import TrainingConfig
@@ -39,7 +40,7 @@ def test_two_stage_schedule_scales_edge_and_w_after_the_joint_stage() -> None:
     assert phase_lrs(39, 100, cfg) == ("W", {"lin_edge": 1.2e-3, "W": 6e-4, "lin_phi": 1.2e-3, "embedding": 1.55e-3})
     phase, lrs = phase_lrs(40, 100, cfg)
     assert phase == "V_rest"
-    assert lrs["W"] == 6e-5 and abs(lrs["lin_edge"] - 1.2e-4) < 1e-12 and lrs["lin_phi"] == 1.2e-3
+    assert lrs["W"] == pytest.approx(6e-5) and lrs["lin_edge"] == pytest.approx(1.2e-4) and lrs["lin_phi"] == 1.2e-3
 
 
 def test_apply_lrs_changes_groups_in_place_and_keeps_adam_state() -> None:
