@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agent.state import ROOT, Parent
 from experiment.yaml_io import YamlError, load_yaml_text
+from memory.documents import LLM_SECTIONS, REQUIRED_CONTROLLER_SECTIONS
 
 MAX_REPLY_CHARS = 1_000_000
 MAX_CONFIG_BLOCK_BYTES = 16 * 1024
@@ -24,15 +25,7 @@ MAX_EXPONENT = 308  # printed numbers beyond the float range are errors
 STRATEGIES = ("baseline", "exploit", "explore", "robustness-check")
 STATUSES = ("converged", "partial", "failed")
 TRENDS = ("rising", "stable", "decaying")
-LLM_SECTIONS = (
-    "Knowledge Base",
-    "Established Principles",
-    "Falsified Hypotheses",
-    "Open Questions",
-    "Previous Block Summary",
-    "Current Block",
-)
-CONTROLLER_SECTIONS = ("Variance Estimates", "UCB Ranking", "Run Status")
+CONTROLLER_SECTIONS = REQUIRED_CONTROLLER_SECTIONS
 # Line keys of a log entry, lower-cased -> canonical.
 ENTRY_KEYS = {
     k.lower(): k

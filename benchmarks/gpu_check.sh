@@ -8,7 +8,8 @@
 #
 # Run from the repository root:  bash benchmarks/gpu_check.sh
 # Outputs under ${OUT:-/tmp/gpu_check}: env.txt, speed.txt, check.yaml, slot/ (status, metrics, R2 log,
-# images). Knobs (env): DEVICE (cuda), EXTENT (8), FRAMES (8000), ITERS (3000), PYTHON (python3).
+# images). Knobs (env): DEVICE (cuda), EXTENT (8), FRAMES (8000), ITERS (3000), PYTHON (python3),
+# GROUND_TRUTH (synthetic, or a flyvis checkpoint directory), ALTERNATE (false; true = cyclic schedule).
 # A CPU dry run with tiny sizes: DEVICE=cpu EXTENT=1 FRAMES=300 ITERS=50 bash benchmarks/gpu_check.sh
 set -euo pipefail
 
@@ -18,6 +19,8 @@ DEVICE=${DEVICE:-cuda}
 EXTENT=${EXTENT:-8}
 FRAMES=${FRAMES:-8000}
 ITERS=${ITERS:-3000}
+GROUND_TRUTH=${GROUND_TRUTH:-synthetic}
+ALTERNATE=${ALTERNATE:-false}
 DATA_DIR=${DATA_DIR:-/tmp/gpu_check_data}
 mkdir -p "$OUT_DIR"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -32,8 +35,8 @@ echo "== environment"
 echo "== speed: ms per training iteration at extent $EXTENT on $DEVICE"
 "$PY" benchmarks/bench_train.py --device "$DEVICE" --extents "$EXTENT" --n-iter 50 | tee "$OUT_DIR/speed.txt"
 
-echo "== config: extent $EXTENT, $FRAMES frames, $ITERS iterations, standard training"
-"$PY" - "$OUT_DIR/check.yaml" "$EXTENT" "$FRAMES" "$ITERS" "$DEVICE" <<'PYEOF'
+echo "== config: extent $EXTENT, $FRAMES frames, $ITERS iterations, alternate=$ALTERNATE, ground truth $GROUND_TRUTH"
+"$PY" - "$OUT_DIR/check.yaml" "$EXTENT" "$FRAMES" "$ITERS" "$DEVICE" "$GROUND_TRUTH" "$ALTERNATE" <<'PYEOF'
 import sys
 from pathlib import Path
 
@@ -41,11 +44,12 @@ from experiment.config import parse_experiment
 from experiment.yaml_io import roundtrip_dump, roundtrip_load, write_yaml_roundtrip
 
 out, extent, frames, iters, device = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+ground_truth, alternate = sys.argv[6], sys.argv[7] == "true"
 src = Path("configs/flyvis_science_cpu.yaml")
 data = roundtrip_load(src.read_text(encoding="utf-8"), str(src))
-data["description"] = f"GPU check: extent {extent}, {frames} frames, {iters} iterations, standard"
-data["simulation"].update(extent=extent, n_frames=frames, n_test_frames=max(100, frames // 8))
-data["training"].update(alternate_training=False, n_iterations=iters, device=device)
+data["description"] = f"GPU check: extent {extent}, {frames} frames, {iters} iterations, alternate={alternate}"
+data["simulation"].update(extent=extent, n_frames=frames, n_test_frames=max(100, frames // 8), ground_truth=ground_truth)
+data["training"].update(alternate_training=alternate, n_iterations=iters, device=device)
 parse_experiment(roundtrip_load(roundtrip_dump(data)), out)  # validate before writing
 write_yaml_roundtrip(out, data)
 print(out)

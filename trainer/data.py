@@ -1,58 +1,41 @@
-"""A simulated dataset as the trainer sees it, read from the simulator's file layout.
+"""A simulated dataset as the trainer sees it: the simulator's reader plus what training needs on top.
 
-Layout (the simulator's contract): ``meta.json``, ``type_names.json``, ``edge_index.npy`` (2, E) with
-row 0 = source, ``W.npy``, ``tau.npy``, ``V_rest.npy``, ``types.npy``, ``positions.npy``,
-``input_index.npy`` and ``train/`` + ``test/`` each with ``voltage.npy``, ``y.npy`` (T, N) and
-``stimulus.npy`` (T, n_input). Large arrays are memory-mapped, never loaded whole.
+``simulator.dataset.open_dataset`` reads and checks the layout (memmaps, one-line ``SimulatorError``).
+Here the small ground-truth arrays are copied into memory with the dtypes the model uses (float32 parameters,
+int64 indices), edge ids are checked against the neuron count, and the large splits stay memory-mapped.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from simulator.dataset import STATIC_ARRAYS, FlyVisDataset, Split, open_dataset
+from simulator.errors import SimulatorError
 
-class DatasetError(ValueError):
-    """A dataset folder is missing a file or has inconsistent shapes (one line naming the file)."""
+__all__ = ["Dataset", "DatasetError", "Split", "global_voltage_std", "read_dataset", "voltage_stats"]
+
+# dtypes of the in-memory ground truth; arrays not listed keep their stored dtype
+_DTYPES: dict[str, type[np.generic]] = {
+    "edge_index": np.int64,
+    "types": np.int64,
+    "input_index": np.int64,
+    "W": np.float32,
+    "tau": np.float32,
+    "V_rest": np.float32,
+}
+
+
+class DatasetError(SimulatorError):
+    """A dataset the simulator's reader accepts but the trainer cannot use (one line naming the file)."""
 
 
 @dataclass(frozen=True)
-class Split:
-    """One recorded stretch of activity: voltage and clean drift y (T, N), photoreceptor input (T, n_input)."""
-
-    voltage: np.ndarray
-    y: np.ndarray
-    stimulus: np.ndarray
-
-    @property
-    def n_frames(self) -> int:
-        return int(self.voltage.shape[0])
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """Ground truth graph and parameters plus the train and test splits."""
-
-    path: Path
-    train: Split
-    test: Split
-    edge_index: np.ndarray
-    W: np.ndarray
-    tau: np.ndarray
-    V_rest: np.ndarray
-    types: np.ndarray
-    type_names: list[str]
-    positions: np.ndarray
-    n_input: int
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def n_neurons(self) -> int:
-        return int(self.V_rest.shape[0])
+class Dataset(FlyVisDataset):
+    """A FlyVisDataset whose ground-truth arrays are in memory; the train/test splits stay memmaps."""
 
     @property
     def n_edges(self) -> int:
@@ -64,81 +47,15 @@ class Dataset:
         return float(dt) if dt is not None else None
 
 
-def _load(path: Path, mmap: bool = False) -> np.ndarray:
-    if not path.exists():
-        raise DatasetError(f"{path}: missing dataset file")
-    try:
-        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise DatasetError(f"{path}: unreadable array: {err}") from None
-
-
-def _read_json(path: Path) -> Any:
-    if not path.exists():
-        raise DatasetError(f"{path}: missing dataset file")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise DatasetError(f"{path}: unreadable JSON: {err}") from None
-
-
-def _read_split(folder: Path, n_neurons: int, n_input: int) -> Split:
-    split = Split(
-        voltage=_load(folder / "voltage.npy", mmap=True),
-        y=_load(folder / "y.npy", mmap=True),
-        stimulus=_load(folder / "stimulus.npy", mmap=True),
-    )
-    t = split.voltage.shape[0]
-    for name, arr, width in (("voltage", split.voltage, n_neurons), ("y", split.y, n_neurons)):
-        if arr.ndim != 2 or arr.shape != (t, width):
-            raise DatasetError(f"{folder / (name + '.npy')}: shape must be ({t}, {width}), got {arr.shape}")
-    if split.stimulus.ndim != 2 or split.stimulus.shape != (t, n_input):
-        raise DatasetError(f"{folder / 'stimulus.npy'}: shape must be ({t}, {n_input}), got {split.stimulus.shape}")
-    return split
-
-
 def read_dataset(path: str | Path) -> Dataset:
-    """Open a dataset folder; checks every shape against the neuron, edge and input counts."""
-    root = Path(path)
-    if not root.is_dir():
-        raise DatasetError(f"{root}: dataset folder not found")
-    edge_index = _load(root / "edge_index.npy").astype(np.int64, copy=False)
-    v_rest = _load(root / "V_rest.npy")
-    n = int(v_rest.shape[0])
-    if edge_index.ndim != 2 or edge_index.shape[0] != 2:
-        raise DatasetError(f"{root / 'edge_index.npy'}: shape must be (2, E), got {edge_index.shape}")
-    if edge_index.size and (edge_index.min() < 0 or edge_index.max() >= n):
-        raise DatasetError(f"{root / 'edge_index.npy'}: node ids must lie in [0, {n})")
-    w = _load(root / "W.npy")
-    if w.shape != (edge_index.shape[1],):
-        raise DatasetError(f"{root / 'W.npy'}: shape must be ({edge_index.shape[1]},), got {w.shape}")
-    tau = _load(root / "tau.npy")
-    types = _load(root / "types.npy").astype(np.int64, copy=False)
-    for name, arr in (("tau.npy", tau), ("types.npy", types)):
-        if arr.shape != (n,):
-            raise DatasetError(f"{root / name}: shape must be ({n},), got {arr.shape}")
-    input_index = _load(root / "input_index.npy")
-    n_input = int(input_index.shape[0])
-    names = _read_json(root / "type_names.json")
-    if not isinstance(names, list):
-        raise DatasetError(f"{root / 'type_names.json'}: must be a JSON list of type names")
-    meta = _read_json(root / "meta.json")
-    if not isinstance(meta, dict):
-        raise DatasetError(f"{root / 'meta.json'}: must be a JSON object")
-    return Dataset(
-        path=root,
-        train=_read_split(root / "train", n, n_input),
-        test=_read_split(root / "test", n, n_input),
-        edge_index=edge_index,
-        W=w.astype(np.float32, copy=False),
-        tau=tau.astype(np.float32, copy=False),
-        V_rest=v_rest.astype(np.float32, copy=False),
-        types=types,
-        type_names=[str(x) for x in names],
-        positions=_load(root / "positions.npy"),
-        n_input=n_input,
-        meta=meta,
-    )
+    """Open a dataset folder for training; one-line ``SimulatorError`` if it is missing or inconsistent."""
+    ds = open_dataset(path)
+    arrays = {k: np.array(getattr(ds, k), dtype=_DTYPES.get(k)) for k in STATIC_ARRAYS}
+    ei = arrays["edge_index"]
+    if ei.size and (ei.min() < 0 or ei.max() >= ds.n_neurons):
+        raise DatasetError(f"{ds.path / 'edge_index.npy'}: node ids must lie in [0, {ds.n_neurons})")
+    fields = {f.name: getattr(ds, f.name) for f in dataclasses.fields(ds)}
+    return Dataset(**(fields | arrays))
 
 
 def voltage_stats(voltage: np.ndarray, max_frames: int = 4096) -> tuple[np.ndarray, np.ndarray]:

@@ -8,22 +8,20 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import sys
 from pathlib import Path
 
 import torch
 
 from experiment.atomic import atomic_write_bytes
-from experiment.config import ConfigError, ExperimentConfig, load_experiment
+from experiment.config import ExperimentConfig, load_experiment
 from experiment.records import R2_LOG, write_metrics
-from experiment.yaml_io import YamlError
 from trainer import plots
-from trainer.data import Dataset, DatasetError, read_dataset
+from trainer.cli import EXPECTED_ERRORS, base_parser, one_line, parse, with_iterations
+from trainer.data import Dataset, read_dataset
 from trainer.model import EdgeMode
 from trainer.train import (
     Evaluation,
-    TrainingFailed,
     TrainResult,
     build_model,
     build_probe,
@@ -33,25 +31,6 @@ from trainer.train import (
 )
 
 MODEL_FILE = "model.pt"
-
-
-def configure_threads(threads: int | None) -> None:
-    """``--threads`` wins; otherwise torch follows OMP_NUM_THREADS (or its own default)."""
-    if threads is not None:
-        torch.set_num_threads(threads)
-    elif os.environ.get("OMP_NUM_THREADS", "").isdigit():
-        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-
-
-def with_iterations(cfg: ExperimentConfig, iterations: int | None) -> ExperimentConfig:
-    """A copy of cfg with ``training.n_iterations`` overridden when ``iterations`` is given."""
-    if iterations is None:
-        return cfg
-    if iterations < 1:
-        raise ConfigError(f"--iterations: must be >= 1, got {iterations}")
-    out = cfg.model_copy(deep=True)
-    out.training.n_iterations = iterations
-    return out
 
 
 def write_images(out: Path, data: Dataset, ev: Evaluation, result: TrainResult, dt: float) -> list[Path]:
@@ -106,24 +85,18 @@ def train_and_evaluate(
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m trainer.run", description=__doc__.splitlines()[0])
-    p.add_argument("--config", required=True, type=Path, help="experiment YAML")
+    p = base_parser("python -m trainer.run", __doc__, config_help="experiment YAML", out_help="output folder")
     p.add_argument("--data", required=True, type=Path, help="dataset folder written by the simulator")
-    p.add_argument("--out", required=True, type=Path, help="output folder")
-    p.add_argument("--iterations", type=int, default=None, help="override training.n_iterations")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None, help="default: training.device")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: OMP_NUM_THREADS)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    configure_threads(args.threads)
+    args = parse(parser(), argv)
     try:
         cfg = with_iterations(load_experiment(args.config), args.iterations)
         ev, _ = train_and_evaluate(cfg, args.data, args.out, device=args.device)
-    except (ConfigError, YamlError, DatasetError, TrainingFailed) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except EXPECTED_ERRORS as err:
+        print(f"error: {one_line(err)}", file=sys.stderr)
         return 1
     print(ev.metrics.as_lines(), end="")
     return 0

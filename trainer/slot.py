@@ -21,26 +21,15 @@ from experiment.atomic import atomic_write_bytes, atomic_write_text
 from experiment.config import ExperimentConfig, load_experiment
 from experiment.records import ACTIVITY_PNG, SlotStatus, utc_now, write_status
 from experiment.yaml_io import roundtrip_dump, roundtrip_load
-from trainer.run import configure_threads, train_and_evaluate, with_iterations
-from trainer.train import TrainingFailed, resolve_device
+from trainer.cli import Terminated, base_parser, one_line, parse, with_iterations
+from trainer.run import train_and_evaluate
+from trainer.train import resolve_device
 
 CONFIG_COPY = "config.yaml"
 
 
-class Terminated(RuntimeError):
-    """The job received SIGTERM (e.g. a scheduler timeout)."""
-
-
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise Terminated(f"terminated by signal {signum}")
-
-
-def one_line(err: BaseException) -> str:
-    """The exception as one line: TrainingFailed/Terminated verbatim, others prefixed by their type."""
-    text = " ".join(str(err).split()) or "no message"
-    if isinstance(err, (TrainingFailed, Terminated)):
-        return text
-    return f"{type(err).__name__}: {text}"[:500]
 
 
 def write_config_copy(config_path: Path, out: Path, iterations: int | None) -> None:
@@ -97,19 +86,18 @@ def run_slot(args: argparse.Namespace) -> SlotStatus:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m trainer.slot", description=__doc__.splitlines()[0])
-    p.add_argument("--config", required=True, type=Path, help="the slot's experiment YAML")
-    p.add_argument("--out", required=True, type=Path, help="slot folder (slots/iter_NNN_slot_SS)")
+    p = base_parser(
+        "python -m trainer.slot",
+        __doc__,
+        config_help="the slot's experiment YAML",
+        out_help="slot folder (slots/iter_NNN_slot_SS)",
+    )
     p.add_argument("--data-dir", type=Path, default=None, help="where to generate the data (default OUT/data)")
-    p.add_argument("--iterations", type=int, default=None, help="override training.n_iterations")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None, help="default: training.device")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: OMP_NUM_THREADS)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    configure_threads(args.threads)
+    args = parse(parser(), argv)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         status = run_slot(args)

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from experiment.config import ExperimentConfig, GraphModelConfig
+from simulator.dataset import FORMAT
 from trainer.data import Dataset, read_dataset
 from trainer.model import FlyVisGNN
 
@@ -53,7 +54,7 @@ def make_dataset(
     dt: float = 0.02,
     seed: int = 0,
 ) -> Path:
-    """Write a dataset folder at ``out`` and return it."""
+    """Write a dataset folder at ``out`` in the simulator's full layout (meta.json as open_dataset needs) and return it."""
     rng = np.random.default_rng(seed)
     types = np.sort(rng.integers(0, n_types, n_neurons))
     types[:n_input] = 0
@@ -82,7 +83,17 @@ def make_dataset(
         for name, arr in (("voltage", volt), ("y", ys), ("stimulus", stim)):
             np.save(out / split / f"{name}.npy", arr)
     (out / "type_names.json").write_text(json.dumps([f"T{k}" for k in range(n_types)]))
-    (out / "meta.json").write_text(json.dumps({"delta_t": dt, "ground_truth": "synthetic-test"}))
+    meta = {
+        "format": FORMAT,
+        "n_neurons": n_neurons,
+        "n_input": n_input,
+        "n_edges": int(ei.shape[1]),
+        "n_types": n_types,
+        "n_frames": {"train": n_frames, "test": n_test},
+        "delta_t": dt,
+        "ground_truth": "synthetic-test",
+    }
+    (out / "meta.json").write_text(json.dumps(meta))
     return out
 
 

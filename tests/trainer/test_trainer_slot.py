@@ -15,6 +15,7 @@ import pytest
 from experiment.records import read_metrics, read_r2_log, read_status
 from trainer import slot
 from trainer.run import main as run_main
+from trainer.run import parser as run_parser
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGES = ("W_corrected.png", "embedding.png", "tau.png", "V_rest.png", "loss.png", "connectivity_r2.png")
@@ -76,3 +77,32 @@ def test_run_cli_trains_on_an_existing_dataset(synth_dir: Path, tmp_path: Path) 
     assert run_main(["--config", str(cfg), "--data", str(synth_dir), "--out", str(out), "--iterations", "30"]) == 0
     assert read_metrics(out).training_time_min >= 0
     assert all((out / name).exists() for name in IMAGES)
+
+
+def test_slot_with_a_missing_dataset_file_fails_with_the_readers_message(
+    synth_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bad = tmp_path / "bad"
+    shutil.copytree(synth_dir, bad)
+    (bad / "train" / "voltage.npy").unlink()
+    monkeypatch.setattr(slot, "generate_data", lambda cfg, data_dir, device: bad)
+    cfg = _write_config(tmp_path, n_iterations=10)
+    args = Namespace(config=cfg, out=tmp_path / "out", data_dir=None, iterations=None, device="cpu", threads=None)
+    status = slot.run_slot(args)
+    assert status.state == "failed"
+    assert status.reason == f"{bad / 'train' / 'voltage.npy'}: missing dataset file"
+
+
+def test_run_cli_on_a_missing_dataset_exits_1_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = _write_config(tmp_path, n_iterations=10)
+    missing = tmp_path / "nowhere"
+    assert run_main(["--config", str(cfg), "--data", str(missing), "--out", str(tmp_path / "run")]) == 1
+    assert capsys.readouterr().err == f"error: {missing}: dataset folder does not exist\n"
+
+
+def test_both_clis_share_the_common_options() -> None:
+    common = {"--config", "--out", "--iterations", "--device", "--threads"}
+    run_opts = {s for a in run_parser()._actions for s in a.option_strings}
+    slot_opts = {s for a in slot.parser()._actions for s in a.option_strings}
+    assert common <= run_opts and common <= slot_opts
+    assert "--data" in run_opts and "--data-dir" in slot_opts
