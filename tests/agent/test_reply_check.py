@@ -157,9 +157,15 @@ def test_config_line_must_match_the_config(valid_parts, assemble_reply, make_ctx
     assert errors_of(text, make_ctx()) == ["Iter 13: Config: n_alt=8 but the config has 6"]
 
 
-def test_metric_within_printed_rounding_is_accepted(valid_parts, assemble_reply, make_ctx):
-    text = edited(valid_parts, assemble_reply, "entries", "connectivity_R2=0.912,", "connectivity_R2=0.91,")
+def test_metric_within_tolerance_is_accepted(valid_parts, assemble_reply, make_ctx):
+    text = edited(valid_parts, assemble_reply, "entries", "connectivity_R2=0.912,", "connectivity_R2=0.9125,")
     assert errors_of(text, make_ctx()) == []
+
+
+def test_metric_with_too_few_decimals_is_rejected(valid_parts, assemble_reply, make_ctx):
+    # rounding tolerance is capped: '1' or '0.91' cannot stand for a measured 0.912
+    text = edited(valid_parts, assemble_reply, "entries", "connectivity_R2=0.912,", "connectivity_R2=0.91,")
+    assert errors_of(text, make_ctx()) == ["Iter 13: Metrics: connectivity_R2=0.91 but measured 0.912"]
 
 
 def test_missing_metric_is_rejected(valid_parts, assemble_reply, make_ctx):

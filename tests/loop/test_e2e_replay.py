@@ -74,3 +74,17 @@ def test_real_training_beats_an_untrained_model(replayed_run: Path) -> None:
 
 def test_replayed_run_files_match_its_journal(replayed_run: Path) -> None:
     assert differing_files(replayed_run) == []
+
+
+def test_replayed_run_produces_the_report_and_status(replayed_run: Path) -> None:
+    from agent.report import build_report
+    from agent.status import load_run_view, render_status
+
+    html = build_report(replayed_run).read_text()
+    rows = [f'id="iter-{i}"' in html for i in range(1, 9)]
+    assert rows == [True] * 8, "one batch-table row per iteration"
+    assert html.count('<tr class="result failed"') == 1
+    assert html.count("data:image/png;base64,") >= 4  # tree, trajectories, spread, metrics
+    assert "C1" in html and "Variance" in html
+    status = render_status(load_run_view(replayed_run))
+    assert "finished" in status

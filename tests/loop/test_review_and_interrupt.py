@@ -1,0 +1,84 @@
+"""Human review between batches, user_input.md, and Ctrl-C cancelling the run's jobs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.loop.agent_cli import FAKE_SLOT, INSTRUCTIONS, REPO, TINY, journal_events, run_agent
+
+
+def test_review_without_a_terminal_pauses_resumably_after_each_batch(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    first = run_agent(run_dir, "--review")
+    assert first.returncode == 3, first.stderr
+    assert "paused for review after batch 1" in first.stderr
+    assert "Batch 1 summary" in first.stderr
+    events = journal_events(run_dir)
+    assert [e["iteration"] for e in events if e["type"] == "slot_finished"] == [1, 2, 3, 4]
+
+    second = run_agent(run_dir, "--resume")
+    assert second.returncode == 0, second.stderr
+    events = journal_events(run_dir)
+    assert sorted(e["iteration"] for e in events if e["type"] == "slot_finished") == list(range(1, 9))
+
+
+def test_user_input_reaches_the_next_prompt_and_is_acknowledged_in_memory(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    assert run_agent(run_dir, "--review").returncode == 3
+    note = "Please favour n_alternations 8 in the next block."
+    (run_dir / "user_input.md").write_text(note + "\n")
+    assert run_agent(run_dir, "--resume").returncode == 0
+
+    # the pause came after batch 1's analysis: the next prompt is the analysis of batch 2
+    prompt = next(e for e in journal_events(run_dir) if e["type"] == "memory_read" and e["batch"] == 2)
+    assert prompt["user_input"].strip() == note
+    transcripts = sorted((run_dir / "transcripts").glob("*batch-002.json"))
+    assert note in transcripts[0].read_text()  # the prompt text the model saw
+    memory = (run_dir / "memory.md").read_text()
+    assert "### User Input" in memory and note in memory
+    assert not (run_dir / "user_input.md").exists()
+    assert (run_dir / "user_inputs" / "after_batch_002.md").read_text().strip() == note
+
+
+def test_ctrl_c_cancels_the_running_slot_jobs(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    cmd = [
+        sys.executable,
+        "-m",
+        "agent.run",
+        "--instructions",
+        INSTRUCTIONS,
+        "--config",
+        str(TINY),
+        "--run-dir",
+        str(run_dir),
+        "--llm",
+        "offline",
+        "--iterations",
+        "4",
+        "--slot-command",
+        f"{sys.executable} {FAKE_SLOT}",
+    ]
+    env = {**os.environ, "FAKE_SLOT_SLEEP": "60"}
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    journal = run_dir / "journal.jsonl"
+    while time.monotonic() < deadline:
+        if journal.exists() and journal.read_text().count('"slot_submitted"') >= 2:
+            break
+        time.sleep(0.2)
+    time.sleep(1.0)  # let the slot processes start and write their pid files
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "cancelled" in err
+    events = journal_events(run_dir)
+    assert events[-1]["type"] == "interrupted" and events[-1]["cancelled_jobs"] >= 2
+    for slot in sorted((run_dir / "slots").iterdir()):
+        status = (slot / "status.json").read_text()
+        assert '"succeeded"' not in status, f"{slot.name} kept running to completion"
