@@ -77,9 +77,7 @@ class OfflinePlanner:
         self.row_of = {row.config_id: row for row in self.rows}
         self.seen = {config_key(r.trainable) for r in self.results}
         self.block = ctx.block
-        self.ranking: list[UcbEntry] = (
-            ucb_ranking(self.results, self.block, ctx.ucb_c) if ctx.batch_results else []
-        )
+        self.ranking: list[UcbEntry] = ucb_ranking(self.results, self.block, ctx.ucb_c) if ctx.batch_results else []
 
     # ------------------------------------------------------------------ reply
     def reply(self) -> str:

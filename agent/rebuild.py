@@ -30,7 +30,9 @@ def rebuild_run_files(run_dir: Path) -> dict[str, str]:
     if started is None:
         return {}
     n_iterations = math.ceil(started["n_iterations"] / claude.n_slots) * claude.n_slots
-    out: dict[str, str] = {files.analysis.name: render_analysis(journal, files.name, claude.n_iter_block, claude.n_slots)}
+    out: dict[str, str] = {
+        files.analysis.name: render_analysis(journal, files.name, claude.n_iter_block, claude.n_slots)
+    }
 
     applied = journal.of_type("analysis_applied")
     if applied:

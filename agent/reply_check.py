@@ -51,6 +51,7 @@ from memory.documents import MemoryDocument, MemoryDocumentError
 from memory.variance import VarianceRow, config_key, variance_table
 
 METRIC_TOL = 5e-4  # plus half a unit of the printed digits, at most METRIC_TOL (3 decimals needed)
+TIME_TOL_MIN, TIME_RTOL = 0.5, 0.25  # training_time_min is a wall-clock reading
 TRAJECTORY_TOL = 5e-3
 CV_TOL = 0.5  # percentage points
 MUTATION_RTOL = 1e-6
@@ -237,6 +238,14 @@ def _check_config_line(e: IterEntry, r: SlotResult) -> list[str]:
     return errors
 
 
+def _metric_tolerance(key: str, measured: float, printed: Printed) -> float:
+    """How far a copied metric may be from the measured one: rounding for the R2-type metrics; for the
+    wall-clock training time, half a minute or a quarter of it (a re-run never takes exactly as long)."""
+    if key == "training_time_min":
+        return max(TIME_TOL_MIN, TIME_RTOL * abs(measured))
+    return METRIC_TOL + min(printed.half_unit, METRIC_TOL)
+
+
 def _check_metrics(e: IterEntry, r: SlotResult) -> list[str]:
     where = f"Iter {e.iteration}: Metrics"
     if r.metrics is None:
@@ -250,7 +259,7 @@ def _check_metrics(e: IterEntry, r: SlotResult) -> list[str]:
     for key, printed in e.metrics.items():
         if key not in measured:
             errors.append(f"{where}: '{key}' is not a measured metric (hallucinated metric)")
-        elif abs(printed.value - measured[key]) > METRIC_TOL + min(printed.half_unit, METRIC_TOL):
+        elif abs(printed.value - measured[key]) > _metric_tolerance(key, measured[key], printed):
             errors.append(f"{where}: {key}={printed.text} but measured {_num(measured[key])}")
     return errors
 

@@ -479,3 +479,10 @@ def test_empty_overlay_from_a_node_counts_as_its_replicate(valid_parts, assemble
 
 def test_proposals_are_ignored_when_the_run_is_over(valid_reply, make_ctx):
     assert resolve_proposals(parse_reply(valid_reply), make_ctx(next_iterations=[])) == []
+
+
+def test_training_time_is_a_wall_clock_reading_checked_to_half_a_minute(valid_parts, assemble_reply, make_ctx):
+    close = edited(valid_parts, assemble_reply, "entries", "training_time_min=12.5\n", "training_time_min=12.9\n")
+    assert errors_of(close, make_ctx()) == []
+    far = edited(valid_parts, assemble_reply, "entries", "training_time_min=12.5\n", "training_time_min=45\n")
+    assert errors_of(far, make_ctx()) == ["Iter 13: Metrics: training_time_min=45 but measured 12.5"]

@@ -50,7 +50,9 @@ def main() -> None:
         run_dir = Path(tmp) / "run"
         files = create_run_dir(run_dir, TINY)
         config = load_experiment(files.base_config)
-        backend = make_backend("offline", config.claude, transcripts_dir=files.transcripts, offline_policy=scripted_policy)
+        backend = make_backend(
+            "offline", config.claude, transcripts_dir=files.transcripts, offline_policy=scripted_policy
+        )
         executor = make_executor(config.dispatch, run_dir / "jobs")
         settings = RunSettings(
             run_dir=run_dir,
