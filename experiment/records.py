@@ -11,7 +11,7 @@ import json
 import math
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -24,6 +24,8 @@ STATUS_JSON = "status.json"
 R2_LOG = "connectivity_r2.log"
 ACTIVITY_PNG = "activity.png"
 SLOT_LOG = "slot.log"
+
+_Record = TypeVar("_Record", bound=BaseModel)
 
 METRIC_KEYS = (
     "connectivity_R2",
@@ -64,20 +66,28 @@ def write_metrics(folder: str | Path, metrics: Metrics) -> None:
     atomic_write_json(folder / METRICS_JSON, metrics.model_dump())
 
 
-def read_metrics(folder: str | Path) -> Metrics:
-    path = Path(folder) / METRICS_JSON
+def _read_record(path: Path, model: type[_Record], what: str) -> _Record | None:
+    """A JSON record validated by ``model``; None when the file does not exist."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise RecordError(f"{path}: missing metrics file") from None
+        return None
     except (OSError, ValueError) as err:
-        raise RecordError(f"{path}: unreadable metrics file: {err}") from None
+        raise RecordError(f"{path}: unreadable {what} file: {err}") from None
     try:
-        return Metrics.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as err:
         first = err.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "<root>"
         raise RecordError(f"{path}: {field}: {first['msg']}") from None
+
+
+def read_metrics(folder: str | Path) -> Metrics:
+    path = Path(folder) / METRICS_JSON
+    metrics = _read_record(path, Metrics, "metrics")
+    if metrics is None:
+        raise RecordError(f"{path}: missing metrics file")
+    return metrics
 
 
 SlotState = Literal["running", "succeeded", "failed"]
@@ -108,19 +118,7 @@ def write_status(folder: str | Path, status: SlotStatus) -> None:
 
 def read_status(folder: str | Path) -> SlotStatus | None:
     """The slot's status, or None when no status file exists yet."""
-    path = Path(folder) / STATUS_JSON
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as err:
-        raise RecordError(f"{path}: unreadable status file: {err}") from None
-    try:
-        return SlotStatus.model_validate(data)
-    except ValidationError as err:
-        first = err.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "<root>"
-        raise RecordError(f"{path}: {field}: {first['msg']}") from None
+    return _read_record(Path(folder) / STATUS_JSON, SlotStatus, "status")
 
 
 Phase = Literal["W", "V_rest", "-"]

@@ -6,7 +6,9 @@ or type pair and offset), so every extent works. ``W = sign * exp(log syn_count)
 
 The synthetic ground truth keeps the connectome's signs and synapse counts (which flyvis never trains)
 and draws per-type tau, V_rest and per-pair strengths from distributions fitted to a trained
-checkpoint (MODEL.md section 2). It uses a fixed seed: the same for every simulation seed.
+checkpoint (MODEL.md section 2). It uses a fixed seed: the same for every simulation seed. Strong
+weights are then moved onto stimulus-driven sources (a short fixed calibration simulation), since a
+weight on a source whose ReLU output never varies cannot be recovered from data.
 """
 
 from __future__ import annotations
@@ -154,8 +156,11 @@ def synthetic_params(spec: ConnectomeSpec, seed: int = SYNTHETIC_SEED) -> TypePa
     Signs and synapse counts come from the connectome (flyvis never trains them). tau: 51 types at
     ~dt (U[0.0194, 0.0200]) and 14 slow ones log-uniform in [0.037, 0.32]. V_rest and each pair's peak
     drive ``strength * max n_syn`` are drawn by inverse CDF from quantile tables of the trained
-    checkpoint; ~5 % of pairs get strength exactly 0 (training clamps them). Finally one global factor
-    scales the strengths so that W's std at extent 8 equals the trained 0.178.
+    checkpoint; ~5 % of pairs get strength exactly 0 (training clamps them). One global factor scales
+    the strengths so that W's std at extent 8 equals the trained 0.178, then excitatory loops are
+    broken and input gains capped. Finally (``_activity_calibrate``) the peak drives are re-ranked so
+    the strongest pairs of each sign have the most active sources, and inhibition onto silenced types
+    is halved until every type is above 0 at least ``MIN_ACTIVE_FRACTION`` of the time.
     """
     rng = np.random.default_rng(seed)
     n_types, n_pairs = len(spec.type_names), len(spec.pairs)
@@ -178,7 +183,72 @@ def synthetic_params(spec: ConnectomeSpec, seed: int = SYNTHETIC_SEED) -> TypePa
     unit_gain, unit_abs_gain = _pair_gains(replace(params, strength=np.ones(n_pairs)), con)
     strength = _break_excitatory_loops(strength, unit_gain, spec)
     strength = _cap_input_gain(strength, unit_abs_gain, spec)
-    return replace(params, strength=strength)
+    return _activity_calibrate(replace(params, strength=strength), con, unit_gain, unit_abs_gain)
+
+
+def _stabilise(params: TypeParams, con: Connectome, unit_gain: np.ndarray, unit_abs_gain: np.ndarray) -> TypeParams:
+    """Rescale to the trained W std at the calibration extent, break excitatory loops, cap input gains."""
+    strength = params.strength * (TRAINED_W_STD / float(expand(params, con).W.std()))
+    strength = _break_excitatory_loops(strength, unit_gain, con.spec)
+    return replace(params, strength=_cap_input_gain(strength, unit_abs_gain, con.spec))
+
+
+def _calibration_activity(params: TypeParams, spec: ConnectomeSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Per type: median ReLU-output std and median fraction of time above 0, in a fixed short simulation."""
+    import torch
+
+    from simulator.dynamics import EulerStepper
+    from simulator.stimulus import make_stream
+
+    con = build_connectome(ACTIVITY_EXTENT, str(spec.path))
+    gt = expand(params, con)
+    stepper = EulerStepper(*(torch.from_numpy(a) for a in (gt.W, con.edge_index, gt.tau, gt.V_rest)), con.n_input, DT)
+    v = torch.from_numpy(gt.V_rest).clone()
+    stepper.steady_state(v, 0.5, 100)
+    stream = make_stream("procedural", con.columns, ACTIVITY_SEED, DT, split="train", davis_root=None)
+    stim = torch.from_numpy(stream.frames(ACTIVITY_FRAMES)[:, con.column[: con.n_input]].astype(np.float32))
+    noise = torch.randn(ACTIVITY_FRAMES, con.n_neurons, generator=torch.Generator().manual_seed(ACTIVITY_SEED))
+    V, Y = torch.empty(ACTIVITY_FRAMES, con.n_neurons), torch.empty(ACTIVITY_FRAMES, con.n_neurons)
+    stepper.run(v, stim, noise * ACTIVITY_NOISE, V, Y)
+    V = V.numpy().astype(np.float64)
+    relu_std, active = np.maximum(V, 0).std(0), (V > 0).mean(0)
+    types = range(len(spec.type_names))  # a loop over the 65 types, not over neurons
+    return (
+        np.array([np.median(relu_std[con.json_type == t]) for t in types]),
+        np.array([np.median(active[con.json_type == t]) for t in types]),
+    )
+
+
+def _rank_by_source_activity(
+    strength: np.ndarray, sign: np.ndarray, source_act: np.ndarray, spec: ConnectomeSpec
+) -> np.ndarray:
+    """Within each sign, give the largest peak drives (strength * max n_syn) to the most active sources."""
+    max_syn = np.array([p.n_syn.max() for p in spec.pairs])
+    drive = strength * max_syn
+    score = source_act[[p.source for p in spec.pairs]]
+    new = drive.copy()
+    for s in (-1.0, 1.0):
+        idx = np.flatnonzero((sign == s) & (drive > 0))
+        new[idx[np.argsort(-score[idx], kind="stable")]] = np.sort(drive[idx])[::-1]
+    return new / max_syn
+
+
+def _activity_calibrate(
+    params: TypeParams, con: Connectome, unit_gain: np.ndarray, unit_abs_gain: np.ndarray
+) -> TypeParams:
+    """Move strong weights onto active sources, re-stabilise, then release silenced types from inhibition."""
+    relu_std, _ = _calibration_activity(params, con.spec)
+    strength = _rank_by_source_activity(params.strength, params.sign, relu_std, con.spec)
+    params = _stabilise(replace(params, strength=strength), con, unit_gain, unit_abs_gain)
+    target = np.array([p.target for p in con.spec.pairs])
+    for _ in range(MAX_SILENCE_REPAIRS):
+        _, active = _calibration_activity(params, con.spec)
+        silent = active < MIN_ACTIVE_FRACTION
+        silent[[con.spec.type_names.index(t) for t in con.spec.input_types]] = False
+        if not silent.any():
+            break
+        params = replace(params, strength=np.where((params.sign < 0) & silent[target], 0.5, 1.0) * params.strength)
+    return params
 
 
 def _pair_gains(unit: TypeParams, con: Connectome) -> tuple[np.ndarray, np.ndarray]:
@@ -241,6 +311,14 @@ TRAINED_W_STD = 0.178
 TRAINED_EXC_PERRON = 0.89  # Perron root of the type-level excitatory gain matrix at extent 8
 MAX_TYPE_INPUT_GAIN = 4.0  # trained: median 1.95, 90th percentile 5.4, max 7.9 (sum |W| per target neuron)
 MAX_LOOP_BREAKS = 200
+# Activity calibration: a fixed short simulation (independent of simulation.seed) at a small extent.
+DT = 0.02
+ACTIVITY_EXTENT = 2
+ACTIVITY_FRAMES = 600
+ACTIVITY_SEED = 1
+ACTIVITY_NOISE = 0.05
+MIN_ACTIVE_FRACTION = 0.2  # median fraction of time a type's neurons are above 0
+MAX_SILENCE_REPAIRS = 6
 V_REST_QUANTILES = (
     0.007, 0.207, 0.257, 0.352, 0.43, 0.467, 0.479, 0.498, 0.516, 0.528, 0.542,
     0.552, 0.567, 0.581, 0.603, 0.609, 0.618, 0.645, 0.668, 0.749, 0.795,

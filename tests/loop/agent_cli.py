@@ -14,15 +14,8 @@ TINY = REPO / "configs" / "flyvis_tiny.yaml"
 INSTRUCTIONS = "instruction_flyvis_62_1_gs_alternate.md"
 
 
-def run_agent(
-    run_dir: Path,
-    *extra: str,
-    iterations: int = 8,
-    env: dict[str, str] | None = None,
-    fake_slot: bool = True,
-    timeout: float = 300,
-) -> subprocess.CompletedProcess[str]:
-    """One controller invocation; the offline policy and (by default) the fast fake slot."""
+def agent_command(run_dir: Path, *extra: str, iterations: int = 8, fake_slot: bool = True) -> list[str]:
+    """The ``python -m agent.run`` command line on the tiny config with the offline policy."""
     cmd = [
         sys.executable,
         "-m",
@@ -41,6 +34,19 @@ def run_agent(
     ]
     if fake_slot and "--resume" not in extra:
         cmd += ["--slot-command", f"{sys.executable} {FAKE_SLOT}"]
+    return cmd
+
+
+def run_agent(
+    run_dir: Path,
+    *extra: str,
+    iterations: int = 8,
+    env: dict[str, str] | None = None,
+    fake_slot: bool = True,
+    timeout: float = 300,
+) -> subprocess.CompletedProcess[str]:
+    """One controller invocation; the offline policy and (by default) the fast fake slot."""
+    cmd = agent_command(run_dir, *extra, iterations=iterations, fake_slot=fake_slot)
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     full_env.pop("ANTHROPIC_API_KEY", None)
     return subprocess.run(cmd, cwd=REPO, env=full_env, capture_output=True, text=True, timeout=timeout)

@@ -5,11 +5,10 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-from tests.loop.agent_cli import FAKE_SLOT, INSTRUCTIONS, REPO, TINY, journal_events, run_agent
+from tests.loop.agent_cli import REPO, agent_command, journal_events, run_agent
 
 
 def test_review_without_a_terminal_pauses_resumably_after_each_batch(tmp_path: Path) -> None:
@@ -47,23 +46,7 @@ def test_user_input_reaches_the_next_prompt_and_is_acknowledged_in_memory(tmp_pa
 
 def test_ctrl_c_cancels_the_running_slot_jobs(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    cmd = [
-        sys.executable,
-        "-m",
-        "agent.run",
-        "--instructions",
-        INSTRUCTIONS,
-        "--config",
-        str(TINY),
-        "--run-dir",
-        str(run_dir),
-        "--llm",
-        "offline",
-        "--iterations",
-        "4",
-        "--slot-command",
-        f"{sys.executable} {FAKE_SLOT}",
-    ]
+    cmd = agent_command(run_dir, iterations=4)
     env = {**os.environ, "FAKE_SLOT_SLEEP": "60"}
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
