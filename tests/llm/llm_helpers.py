@@ -13,7 +13,7 @@ from PIL import Image
 
 from agent.llm.base import ImageInput, LLMRequest
 
-API_KEY = "sk-ant-test-SECRET-0123456789abcdef"
+API_KEY = "fake-test-key-SECRET-0123456789abcdef"  # not a real key format, so secret scanners stay quiet
 PRICES = {
     "default": {"input": 15.0, "output": 75.0, "cache_read": 1.5, "cache_write": 18.75},
     "claude-cheap": {"input": 1.0, "output": 5.0, "cache_read": 0.1, "cache_write": 1.25},
