@@ -28,10 +28,10 @@ from agent.prompts import (
     render_reask_prompt,
     render_start_prompt,
 )
-from agent.reply import ReplyContext, parse_reply, resolve_proposals, validate_reply
+from agent.reply import ReplyContext, ReplyRejected, parse_reply, resolve_proposals
 from agent.reply_check import PlannedSlot
 from agent.run_files import RunFiles, render_analysis, write_controller_files
-from agent.state import SlotResult, digest_trajectory
+from agent.state import Seeds, SlotResult, digest_trajectory
 from agent.tree import block_of, block_range
 from experiment.records import ACTIVITY_PNG, R2_LOG, RecordError, read_metrics, read_r2_log
 
@@ -247,12 +247,19 @@ class Controller:
             return prompt, []
         results = self.results()
         batch_results = sorted((r for r in results if r.batch == batch), key=lambda r: r.slot)
-        images = [
-            ImageInput(path=path, label=f"slot {r.slot} (iteration {r.iteration}) activity")
+        shown = [
+            r
             for r in batch_results
-            if r.status == "completed" and (path := self.files.slot_dir(r.iteration, r.slot) / ACTIVITY_PNG).exists()
+            if r.status == "completed" and (self.files.slot_dir(r.iteration, r.slot) / ACTIVITY_PNG).exists()
         ]
-        image_slots = [int(img.label.split()[1]) for img in images]
+        images = [
+            ImageInput(
+                path=self.files.slot_dir(r.iteration, r.slot) / ACTIVITY_PNG,
+                label=f"slot {r.slot} (iteration {r.iteration}) activity",
+            )
+            for r in shown
+        ]
+        image_slots = [r.slot for r in shown]
         prompt = render_batch_prompt(
             BatchPromptInput(
                 run_name=self.name,
@@ -284,31 +291,37 @@ class Controller:
         prompt, images = self.build_prompt(batch, read["text"], read["user_input"])
         purpose = "start" if batch == 0 else "batch"
         base_id = "start" if batch == 0 else f"batch-{batch:03d}"
-        attempt = sum(1 for e in self.journal.of_type("reply_rejected") if e["batch"] == batch)
+        rejected = [e for e in self.journal.of_type("reply_rejected") if e["batch"] == batch]
+        attempt = len(rejected)
+        if rejected:  # resuming inside a re-ask sequence: ask again with the last errors
+            last = rejected[-1]
+            previous = self.journal.last("llm_response", call_id=last["call_id"])
+            prompt, images = render_reask_prompt(last["errors"], previous["text"] if previous else ""), []
         budget = attempt + self.claude.max_reasks + 1
         while attempt < budget:
             call_id = base_id if attempt == 0 else f"{base_id}-reask-{attempt}"
             text = self._reply_text(batch, call_id, purpose if attempt == 0 else "reask", prompt, images, ctx)
             reply = parse_reply(text)
-            errors = validate_reply(reply, ctx)
-            if not errors:
-                planned = resolve_proposals(reply, ctx)
-                self.journal.append(
-                    "reply_accepted",
-                    source_batch=batch,
-                    for_batch=batch + 1,
-                    call_id=call_id,
-                    entries="\n\n".join(e.text.strip("\n") for e in reply.entries),
-                    memory=reply.memory,
-                    planned=[p.model_dump(mode="json") for p in planned],
-                )
-                self.log(f"   analysis {call_id}: reply accepted")
-                return
-            self.journal.append("reply_rejected", batch=batch, call_id=call_id, errors=errors)
-            self.log(f"   analysis {call_id}: reply rejected ({len(errors)} errors): {errors[0]}")
-            prompt = render_reask_prompt(errors, text)
-            images = []
-            attempt += 1
+            try:
+                planned = resolve_proposals(reply, ctx)  # validates; raises with every error
+            except ReplyRejected as rejection:
+                errors = rejection.errors
+                self.journal.append("reply_rejected", batch=batch, call_id=call_id, errors=errors)
+                self.log(f"   analysis {call_id}: reply rejected ({len(errors)} errors): {errors[0]}")
+                prompt, images = render_reask_prompt(errors, text), []
+                attempt += 1
+                continue
+            self.journal.append(
+                "reply_accepted",
+                source_batch=batch,
+                for_batch=batch + 1,
+                call_id=call_id,
+                entries="\n\n".join(e.text.strip("\n") for e in reply.entries),
+                memory=reply.memory,
+                planned=[p.model_dump(mode="json") for p in planned],
+            )
+            self.log(f"   analysis {call_id}: reply accepted")
+            return
         self.journal.append("analysis_pending", batch=batch)
         raise RunPaused(
             f"{self.s.run_dir}: batch {batch}: the LLM's reply was rejected {self.claude.max_reasks + 1} times "
@@ -374,7 +387,9 @@ class Controller:
             block = block_of(self.batch_iterations(batch)[0], self.claude.n_iter_block)
             self.files.end_block(block, results, self.claude.ucb_c)
             first, last = block_range(block, self.claude.n_iter_block)
-            self.log(f"   block {block} ended (iterations {first}-{last}); memory snapshot and tree plot written")
+            done = self.batch_iterations(batch)[-1]
+            how = "ended" if done >= last else f"closed at the end of the run (iterations {first}-{done} of {last})"
+            self.log(f"   block {block} {how}; memory snapshot and tree plot written")
         if batch < self.n_batches:
             self.apply_configs(batch + 1)
         self.journal.append("analysis_applied", batch=batch)
@@ -414,7 +429,7 @@ def collect_slot_result(p: PlannedSlot, out: Path, outcome: JobOutcome, time_lim
         "strategy": p.strategy,
         "mutation": p.mutation,
         "trainable": p.trainable,
-        "seeds": {"simulation": p.iteration * 1000 + p.slot, "training": p.iteration * 1000 + p.slot + 500},
+        "seeds": Seeds.for_slot(p.iteration, p.slot),
     }
     if outcome.state != "succeeded":
         reason = outcome.reason or (f"exit code {outcome.exit_code}" if outcome.exit_code is not None else "unknown")

@@ -54,3 +54,6 @@ def test_reply_rejected_at_every_attempt_pauses_with_exit_3_then_resumes(
     assert resumed.code == 0, resumed.err
     assert Journal(run_dir).has("run_finished")
     assert differing_files(run_dir) == []
+    # the resumed run re-asks with the errors of the last rejected reply, not the original prompt
+    reask = next((run_dir / "transcripts").glob("*_batch-001-reask-3.json")).read_text()
+    assert "missing" in reask and "Batch 1 looked fine overall" in reask
