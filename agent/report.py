@@ -228,7 +228,11 @@ def _img(png: bytes, caption: str) -> str:
 
 
 def _num(value: float | None, digits: int = 3) -> str:
-    return '<td class="num"></td>' if value is None else f'<td class="num">{value:.{digits}f}</td>'
+    if value is None:
+        return '<td class="num"></td>'
+    if abs(value) >= 1e4:  # e.g. the test_R2 of a rollout that diverged
+        return f'<td class="num">{value:.{digits}g}</td>'
+    return f'<td class="num">{value:.{digits}f}</td>'
 
 
 def _table_html(header: Iterable[str], rows: Iterable[str]) -> str:

@@ -107,7 +107,7 @@ def resolve_run(args: argparse.Namespace, instructions: Instructions) -> tuple[P
     return run_dir, config_path, False
 
 
-def create_run_dir(run_dir: Path, config_path: Path) -> RunFiles:
+def create_run_dir(run_dir: Path, config_path: Path, instructions_name: str) -> RunFiles:
     """A fresh run directory (an earlier run there is moved aside, never deleted) with its base config."""
     if (run_dir / "journal.jsonl").exists():
         aside = run_dir.with_name(f"{run_dir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -116,7 +116,9 @@ def create_run_dir(run_dir: Path, config_path: Path) -> RunFiles:
     run_dir.mkdir(parents=True, exist_ok=True)
     files = RunFiles(run_dir)
     shutil.copyfile(config_path, files.base_config)
-    files.write_run_info({"name": config_path.stem, "config": str(config_path), "created": utc_now()})
+    files.write_run_info(
+        {"name": config_path.stem, "config": str(config_path), "instructions": instructions_name, "created": utc_now()}
+    )
     return files
 
 
@@ -173,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             check_machine(config, config_path)
         backend, budget = make_llm(args, config, RunFiles(run_dir))
         executor = make_dispatch(args, config, RunFiles(run_dir))
-        files = RunFiles(run_dir) if resuming else create_run_dir(run_dir, config_path)
+        files = RunFiles(run_dir) if resuming else create_run_dir(run_dir, config_path, instructions.name)
         base_config = files.base_config
     except (UsageError, ConfigError, YamlError, PromptError, LLMError, ValueError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)

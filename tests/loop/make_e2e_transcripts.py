@@ -48,7 +48,7 @@ def main() -> None:
     os.environ["CRASH_ITERATIONS"] = CRASHED_ITERATION
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp) / "run"
-        files = create_run_dir(run_dir, TINY)
+        files = create_run_dir(run_dir, TINY, INSTRUCTIONS)
         config = load_experiment(files.base_config)
         backend = make_backend(
             "offline", config.claude, transcripts_dir=files.transcripts, offline_policy=scripted_policy
