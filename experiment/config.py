@@ -132,6 +132,15 @@ class ClaudeConfig(_Section):
     )
     ucb_reward: Literal["node", "replicate_mean"] = "node"
 
+    @model_validator(mode="after")
+    def _blocks_end_at_batch_boundaries(self) -> ClaudeConfig:
+        if self.n_iter_block % self.n_slots:
+            raise ValueError(
+                f"n_iter_block ({self.n_iter_block}) must be a multiple of n_slots ({self.n_slots}): "
+                "a block ends at a batch boundary"
+            )
+        return self
+
 
 class SlurmConfig(_Section):
     partition: str | None = None

@@ -143,20 +143,25 @@ def format_r2_row(row: R2Row) -> str:
 
 
 def read_r2_log(path: str | Path) -> list[R2Row]:
-    """Parse an R2 log; a missing phase column reads as ``-``; a torn last line is skipped."""
+    """Parse an R2 log; a missing phase column reads as ``-``.
+
+    Rows are written whole with their newline, so a last line without one is a torn write of a log
+    still being written (it may even parse, e.g. ``0.`` for ``0.75``) and is skipped.
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise RecordError(f"{path}: missing R2 log") from None
-    rows: list[R2Row] = []
     lines = text.splitlines()
+    if lines and not text.endswith("\n"):
+        lines = lines[:-1]
     reader = csv.reader(lines)
     header = next(reader, None)
     if header is None or [h.strip() for h in header[:3]] != ["epoch", "iteration", "connectivity_r2"]:
         raise RecordError(f"{path}: header must be '{R2_HEADER}'")
+    rows: list[R2Row] = []
     for n, fields in enumerate(reader, start=2):
-        last = n == len(lines)
         try:
             r2 = float(fields[2])
             row = R2Row(
@@ -166,8 +171,6 @@ def read_r2_log(path: str | Path) -> list[R2Row]:
                 phase=(fields[3].strip() if len(fields) > 3 and fields[3].strip() else "-"),
             )
         except (IndexError, ValueError, ValidationError):
-            if last and not text.endswith("\n"):
-                break  # torn final line of a log still being written
             raise RecordError(f"{path}: line {n}: expected 'epoch,iteration,connectivity_r2,phase'") from None
         rows.append(row)
     return rows
