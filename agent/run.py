@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
                 journal.append("interrupted", cancelled_jobs=n)
                 print(f"interrupted: cancelled {n} job(s); resume with --resume", file=sys.stderr)
                 return EXIT_INTERRUPTED
-    except JournalError as err:
+    except (JournalError, UsageError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except RunPaused as err:
@@ -220,6 +220,11 @@ def _settings(
 ) -> RunSettings:
     """The run's settings: fixed at the start (iterations), or carried over from the journal on resume."""
     started = journal.last("run_started")
+    if started is not None and args.iterations and args.iterations != started["n_iterations"]:
+        raise UsageError(
+            f"{files.dir}: the run was started with {started['n_iterations']} iterations; --resume continues it as "
+            "it is (to explore further, start a new run)"
+        )
     n_iterations = args.iterations or (started["n_iterations"] if started else config.claude.n_iterations)
     settings = RunSettings(
         run_dir=files.dir,

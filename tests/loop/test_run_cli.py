@@ -75,3 +75,13 @@ def test_resume_of_a_finished_run_changes_nothing(tmp_path: Path) -> None:
     assert (run_dir / "analysis.md").read_text() == before
     types = [e["type"] for e in journal_events(run_dir)[n_events:]]
     assert types == ["run_resumed"], types
+
+
+def test_resume_with_another_iteration_count_is_refused(reference_run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(reference_run, run_dir)
+    proc = run_agent(run_dir, "--resume", iterations=16)
+    assert proc.returncode == 2
+    assert "started with 8 iterations" in proc.stderr and proc.stderr.count("\n") == 1
