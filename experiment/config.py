@@ -32,7 +32,9 @@ class SimulationConfig(_Section):
     noise_model_level: float = Field(0.05, ge=0, description="std of the process noise added to v each step")
     steady_state_s: float = Field(2.0, ge=0, description="seconds of grey 0.5 before recording")
     ground_truth: str = Field("synthetic", description="'synthetic' or a flyvis checkpoint directory")
-    stimulus: Literal["procedural", "davis"] = "procedural"
+    stimulus: Literal["procedural", "davis"] = Field(
+        "procedural", description="seeded procedural movies or DAVIS 2017 videos"
+    )
     davis_root: str | None = Field(None, description="DAVIS 2017 folder; DAVIS_ROOT env var otherwise")
     seed: int = Field(42, ge=0, description="drives stimulus order, noise, everything random (controller-owned)")
 
@@ -110,27 +112,31 @@ class ClaudeConfig(_Section):
     """Exploration protocol and LLM settings (read by the controller only)."""
 
     n_iter_block: int = Field(12, ge=4, description="iterations per block; the UCB tree resets at each block")
-    ucb_c: float = Field(1.414, ge=0)
-    n_slots: int = Field(4, ge=1, le=16)
+    ucb_c: float = Field(1.414, ge=0, description="exploration constant c of UCB = R2 + c*sqrt(N)/(1+visits)")
+    n_slots: int = Field(4, ge=1, le=16, description="slots trained in parallel per batch (the protocol uses 4)")
     n_iterations: int = Field(48, ge=1, description="iterations of a run unless --iterations says otherwise")
     time_limit_min: float = Field(60.0, gt=0, description="a slot over this is flagged")
     baseline_batches: int = Field(3, ge=0, description="block-1 batches that run the defaults unchanged")
-    model: str = "claude-opus-4-1"
-    max_tokens: int = Field(16000, ge=256)
-    max_retries: int = Field(5, ge=0, le=20)
-    request_timeout_s: float = Field(600.0, gt=0)
+    model: str = Field("claude-opus-4-1", description="model name sent to the API / claude CLI")
+    max_tokens: int = Field(16000, ge=256, description="reply length limit; a reply cut there is a failed call")
+    max_retries: int = Field(5, ge=0, le=20, description="SDK retries of 408/409/429/5xx/529")
+    request_timeout_s: float = Field(600.0, gt=0, description="one API or CLI call")
     outage_deadline_min: float = Field(60.0, ge=0, description="total wait on overload/connection errors")
-    prompt_cache: Literal["off", "5m", "1h"] = "off"
-    max_reasks: int = Field(2, ge=0, le=10)
-    budget_usd: float | None = Field(None, ge=0)
-    budget_tokens: int | None = Field(None, ge=0)
+    prompt_cache: Literal["off", "5m", "1h"] = Field(
+        "off", description="cache the system text (worth it when a batch takes < 1 h)"
+    )
+    max_reasks: int = Field(2, ge=0, le=10, description="re-asks with the exact errors before the run pauses")
+    budget_usd: float | None = Field(None, ge=0, description="stop before a call once this much was spent")
+    budget_tokens: int | None = Field(None, ge=0, description="stop before a call once this many tokens were used")
     price_per_mtok: dict[str, dict[str, float]] = Field(
         default_factory=lambda: {
             "default": {"input": 15.0, "output": 75.0, "cache_read": 1.5, "cache_write": 18.75},
         },
         description="USD per million tokens by model name ('default' for any other)",
     )
-    ucb_reward: Literal["node", "replicate_mean"] = "node"
+    ucb_reward: Literal["node", "replicate_mean"] = Field(
+        "node", description="UCB reward: the node's conn_R2, or the mean over runs of its config"
+    )
 
     @model_validator(mode="after")
     def _blocks_end_at_batch_boundaries(self) -> ClaudeConfig:
