@@ -12,6 +12,7 @@ Exit codes: 0 finished, 2 bad input, 3 paused (resumable), 4 LLM failure (resuma
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shlex
 import shutil
@@ -220,12 +221,15 @@ def _settings(
 ) -> RunSettings:
     """The run's settings: fixed at the start (iterations), or carried over from the journal on resume."""
     started = journal.last("run_started")
-    if started is not None and args.iterations and args.iterations != started["n_iterations"]:
-        raise UsageError(
-            f"{files.dir}: the run was started with {started['n_iterations']} iterations; --resume continues it as "
-            "it is (to explore further, start a new run)"
-        )
-    n_iterations = args.iterations or (started["n_iterations"] if started else config.claude.n_iterations)
+    previous = journal.last("run_resumed") or started
+    if previous is not None and args.iterations and args.iterations != previous["n_iterations"]:
+        last_batch = math.ceil(previous["n_iterations"] / config.claude.n_slots)
+        if args.iterations < previous["n_iterations"] or journal.has("reply_accepted", source_batch=last_batch):
+            raise UsageError(
+                f"{files.dir}: the run has {previous['n_iterations']} iterations and its last batch was already "
+                "planned or analysed; --resume continues it as it is (to explore further, start a new run)"
+            )
+    n_iterations = args.iterations or (previous["n_iterations"] if previous else config.claude.n_iterations)
     settings = RunSettings(
         run_dir=files.dir,
         config_path=base_config,

@@ -77,11 +77,11 @@ def test_resume_of_a_finished_run_changes_nothing(tmp_path: Path) -> None:
     assert types == ["run_resumed"], types
 
 
-def test_resume_with_another_iteration_count_is_refused(reference_run: Path, tmp_path: Path) -> None:
+def test_a_finished_run_cannot_be_extended_by_resume(reference_run: Path, tmp_path: Path) -> None:
     import shutil
 
     run_dir = tmp_path / "run"
     shutil.copytree(reference_run, run_dir)
     proc = run_agent(run_dir, "--resume", iterations=16)
     assert proc.returncode == 2
-    assert "started with 8 iterations" in proc.stderr and proc.stderr.count("\n") == 1
+    assert "has 8 iterations and its last batch was already" in proc.stderr and proc.stderr.count("\n") == 1
