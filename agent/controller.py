@@ -379,7 +379,7 @@ class Controller:
             self.claude,
             n_iterations=self.n_batches * self.n_slots,
             user_input=user_input,
-            before_iteration=self.batch_iterations(batch + 1)[0] if batch < self.n_batches else None,
+            batch=batch,
         )
         if user_input is not None:
             self.files.archive_user_input(batch)

@@ -55,7 +55,7 @@ def rebuild_run_files(run_dir: Path) -> dict[str, str]:
                 claude,
                 n_iterations=n_iterations,
                 user_input=read["user_input"],
-                before_iteration=batch * claude.n_slots + 1 if batch * claude.n_slots < n_iterations else None,
+                batch=batch,
             )
             out[files.memory.name] = memory
             if ucb is not None:

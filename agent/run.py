@@ -174,9 +174,10 @@ def main(argv: list[str] | None = None) -> int:
         config = load_experiment(config_path)
         if not args.force:
             check_machine(config, config_path)
-        backend, budget = make_llm(args, config, RunFiles(run_dir))
-        executor = make_dispatch(args, config, RunFiles(run_dir))
-        files = RunFiles(run_dir) if resuming else create_run_dir(run_dir, config_path, instructions.name)
+        planned_files = RunFiles(run_dir)  # paths only: nothing is written before the backends are ready
+        backend, budget = make_llm(args, config, planned_files)
+        executor = make_dispatch(args, config, planned_files)
+        files = planned_files if resuming else create_run_dir(run_dir, config_path, instructions.name)
         base_config = files.base_config
     except (UsageError, ConfigError, YamlError, PromptError, LLMError, ValueError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)

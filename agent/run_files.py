@@ -12,7 +12,7 @@ from typing import Any
 
 from agent.journal import Journal
 from agent.state import SlotResult
-from agent.tree import block_of, block_range
+from agent.tree import block_of, block_range, block_span, render_ucb_scores, ucb_ranking
 from experiment.atomic import atomic_write_json, atomic_write_text
 from experiment.config import ClaudeConfig
 from memory.documents import (
@@ -172,7 +172,7 @@ def render_memory(
     *,
     n_iterations: int,
     user_input: str | None,
-    before_iteration: int | None,
+    batch: int,
 ) -> tuple[str, str | None]:
     """memory.md after a batch (LLM sections from the reply, controller sections recomputed), and the
     ucb_scores.txt text (None before the first result)."""
@@ -181,8 +181,6 @@ def render_memory(
         doc.replace_llm_sections(memory_sections)
     ucb_text = None
     if results:
-        from agent.tree import block_span, render_ucb_scores, ucb_ranking
-
         block = block_of(max(r.iteration for r in results), claude.n_iter_block)
         first, last = block_span(results, block)
         ucb_text = render_ucb_scores(
@@ -193,7 +191,8 @@ def render_memory(
         variance_md = "(no runs yet)"
     ack = None
     if user_input is not None:
-        ack = format_user_input_ack(user_input, before_iteration or 0)
+        next_first = batch * claude.n_slots + 1  # the user input steers the batch after this one
+        ack = format_user_input_ack(user_input, next_first if next_first <= n_iterations else 0)
     doc.set_controller_sections(
         variance_md,
         ucb_text.rstrip("\n") if ucb_text else "(no nodes yet)",
@@ -211,7 +210,7 @@ def write_controller_files(
     *,
     n_iterations: int,
     user_input: str | None,
-    before_iteration: int | None,
+    batch: int,
 ) -> None:
     """Rewrite memory.md and ucb_scores.txt after an accepted reply (idempotent)."""
     memory_text, ucb_text = render_memory(
@@ -221,7 +220,7 @@ def write_controller_files(
         claude,
         n_iterations=n_iterations,
         user_input=user_input,
-        before_iteration=before_iteration,
+        batch=batch,
     )
     atomic_write_text(files.memory, memory_text)
     if ucb_text is not None:

@@ -56,12 +56,17 @@ def test_synthetic_is_deterministic_and_shaped_like_trained() -> None:
     assert (np.unique(a.tau) < 0.0201).sum() == 51
 
 
-def test_synthetic_neurons_are_not_silenced() -> None:
-    con = build_connectome(2)
+def _synthetic_stepper(extent: int):
+    """The synthetic ground truth's Euler stepper at an extent, and a state at V_rest."""
+    con = build_connectome(extent)
     gt = load_ground_truth("synthetic", con)
     t = {k: torch.from_numpy(getattr(gt, k)) for k in ("W", "tau", "V_rest")}
     stepper = EulerStepper(t["W"], torch.from_numpy(con.edge_index), t["tau"], t["V_rest"], con.n_input, 0.02)
-    v = t["V_rest"].clone()
+    return con, stepper, t["V_rest"].clone()
+
+
+def test_synthetic_neurons_are_not_silenced() -> None:
+    con, stepper, v = _synthetic_stepper(2)
     stim = torch.rand(400, con.n_input, generator=torch.Generator().manual_seed(0))
     noise = torch.randn(400, con.n_neurons, generator=torch.Generator().manual_seed(0)) * 0.05
     V, Y = torch.empty(400, con.n_neurons), torch.empty(400, con.n_neurons)
@@ -71,10 +76,6 @@ def test_synthetic_neurons_are_not_silenced() -> None:
 
 
 def test_synthetic_dynamics_stay_bounded() -> None:
-    con = build_connectome(4)
-    gt = load_ground_truth("synthetic", con)
-    t = {k: torch.from_numpy(getattr(gt, k)) for k in ("W", "tau", "V_rest")}
-    stepper = EulerStepper(t["W"], torch.from_numpy(con.edge_index), t["tau"], t["V_rest"], con.n_input, 0.02)
-    v = t["V_rest"].clone()
+    _, stepper, v = _synthetic_stepper(4)
     stepper.steady_state(v, 1.0, 500)
     assert torch.isfinite(v).all() and v.abs().max() < 50
