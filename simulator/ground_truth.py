@@ -8,7 +8,9 @@ The synthetic ground truth keeps the connectome's signs and synapse counts (whic
 and draws per-type tau, V_rest and per-pair strengths from distributions fitted to a trained
 checkpoint (MODEL.md section 2). It uses a fixed seed: the same for every simulation seed. Strong
 weights are then moved onto stimulus-driven sources (a short fixed calibration simulation), since a
-weight on a source whose ReLU output never varies cannot be recovered from data.
+weight on a source whose ReLU output never varies cannot be recovered from data, and the network is
+brought to the trained one's operating regime: W std, excitatory loop gain and active neurons.
+``python benchmarks/compare_ground_truth.py`` prints both side by side.
 """
 
 from __future__ import annotations
@@ -156,11 +158,13 @@ def synthetic_params(spec: ConnectomeSpec, seed: int = SYNTHETIC_SEED) -> TypePa
     Signs and synapse counts come from the connectome (flyvis never trains them). tau: 51 types at
     ~dt (U[0.0194, 0.0200]) and 14 slow ones log-uniform in [0.037, 0.32]. V_rest and each pair's peak
     drive ``strength * max n_syn`` are drawn by inverse CDF from quantile tables of the trained
-    checkpoint; ~5 % of pairs get strength exactly 0 (training clamps them). One global factor scales
-    the strengths so that W's std at extent 8 equals the trained 0.178, then excitatory loops are
-    broken and input gains capped. Finally (``_activity_calibrate``) the peak drives are re-ranked so
-    the strongest pairs of each sign have the most active sources, and inhibition onto silenced types
-    is halved until every type is above 0 at least ``MIN_ACTIVE_FRACTION`` of the time.
+    checkpoint, per sign (trained inhibitory pairs are stronger); 7.4 % of excitatory and 1.3 % of
+    inhibitory pairs get strength exactly 0 (training clamps them). One global factor scales the
+    strengths so that W's std at extent 8 equals the trained 0.178, then excitatory loops are broken
+    and input gains capped. Finally (``_activity_calibrate``) the peak drives are re-ranked so the
+    strongest pairs of each sign have the most active sources, and rounds of re-stabilising (back to
+    the trained std) and halving inhibition onto silenced types run until every type is above 0 at
+    least ``MIN_ACTIVE_FRACTION`` of the time.
     """
     rng = np.random.default_rng(seed)
     n_types, n_pairs = len(spec.type_names), len(spec.pairs)
@@ -168,13 +172,21 @@ def synthetic_params(spec: ConnectomeSpec, seed: int = SYNTHETIC_SEED) -> TypePa
     slow = rng.choice(n_types, size=N_SLOW_TYPES, replace=False)
     tau[slow] = np.exp(rng.uniform(np.log(0.037), np.log(0.32), N_SLOW_TYPES))
     V_rest = _inverse_cdf(rng.random(n_types), V_REST_QUANTILES)
-    max_syn = np.array([p.n_syn.max() for p in spec.pairs])
-    strength = np.exp(_inverse_cdf(rng.random(n_pairs), LOG_PEAK_DRIVE_QUANTILES)) / max_syn
-    strength[rng.random(n_pairs) < ZERO_STRENGTH_FRACTION] = 0.0
+    sign = np.array([p.sign for p in spec.pairs], dtype=np.float64)
+    excitatory = sign > 0
+    u = rng.random(n_pairs)
+    log_drive = np.where(
+        excitatory,
+        _inverse_cdf(u, EXCITATORY_LOG_PEAK_DRIVE_QUANTILES),
+        _inverse_cdf(u, INHIBITORY_LOG_PEAK_DRIVE_QUANTILES),
+    )
+    strength = np.exp(log_drive) / np.array([p.n_syn.max() for p in spec.pairs])
+    zero_fraction = np.where(excitatory, ZERO_STRENGTH_FRACTION_EXCITATORY, ZERO_STRENGTH_FRACTION_INHIBITORY)
+    strength[rng.random(n_pairs) < zero_fraction] = 0.0
     params = TypeParams(
         tau=tau,
         V_rest=V_rest,
-        sign=np.array([p.sign for p in spec.pairs]),
+        sign=sign,
         strength=strength,
         syn_count=np.concatenate([p.n_syn for p in spec.pairs]),
     )
@@ -236,18 +248,28 @@ def _rank_by_source_activity(
 def _activity_calibrate(
     params: TypeParams, con: Connectome, unit_gain: np.ndarray, unit_abs_gain: np.ndarray
 ) -> TypeParams:
-    """Move strong weights onto active sources, re-stabilise, then release silenced types from inhibition."""
+    """Move strong weights onto active sources; then alternate re-stabilising and releasing silenced types.
+
+    Halving inhibition lowers W's std, so each round first rescales to the trained std (which may
+    silence types again); the rounds stop once a round needs no release.
+    """
     relu_std, _ = _calibration_activity(params, con.spec)
-    strength = _rank_by_source_activity(params.strength, params.sign, relu_std, con.spec)
-    params = _stabilise(replace(params, strength=strength), con, unit_gain, unit_abs_gain)
+    params = replace(params, strength=_rank_by_source_activity(params.strength, params.sign, relu_std, con.spec))
     target = np.array([p.target for p in con.spec.pairs])
-    for _ in range(MAX_SILENCE_REPAIRS):
-        _, active = _calibration_activity(params, con.spec)
-        silent = active < MIN_ACTIVE_FRACTION
-        silent[[con.spec.type_names.index(t) for t in con.spec.input_types]] = False
-        if not silent.any():
+    inputs = [con.spec.type_names.index(t) for t in con.spec.input_types]
+    for _ in range(MAX_CALIBRATION_ROUNDS):
+        params = _stabilise(params, con, unit_gain, unit_abs_gain)
+        released = False
+        for _ in range(MAX_SILENCE_REPAIRS):
+            _, active = _calibration_activity(params, con.spec)
+            silent = active < MIN_ACTIVE_FRACTION
+            silent[inputs] = False
+            if not silent.any():
+                break
+            released = True
+            params = replace(params, strength=np.where((params.sign < 0) & silent[target], 0.5, 1.0) * params.strength)
+        if not released:
             break
-        params = replace(params, strength=np.where((params.sign < 0) & silent[target], 0.5, 1.0) * params.strength)
     return params
 
 
@@ -305,7 +327,8 @@ def _inverse_cdf(p: np.ndarray, quantiles: tuple[float, ...]) -> np.ndarray:
 
 # Fitted once on flyvis flow/0000/000 (the trained checkpoint of MODEL.md section 2): 5 %-step quantiles.
 N_SLOW_TYPES = 14
-ZERO_STRENGTH_FRACTION = 0.051
+ZERO_STRENGTH_FRACTION_EXCITATORY = 0.074
+ZERO_STRENGTH_FRACTION_INHIBITORY = 0.013
 CALIBRATION_EXTENT = 8
 TRAINED_W_STD = 0.178
 TRAINED_EXC_PERRON = 0.89  # Perron root of the type-level excitatory gain matrix at extent 8
@@ -319,13 +342,18 @@ ACTIVITY_SEED = 1
 ACTIVITY_NOISE = 0.05
 MIN_ACTIVE_FRACTION = 0.2  # median fraction of time a type's neurons are above 0
 MAX_SILENCE_REPAIRS = 6
+MAX_CALIBRATION_ROUNDS = 5
 V_REST_QUANTILES = (
     0.007, 0.207, 0.257, 0.352, 0.43, 0.467, 0.479, 0.498, 0.516, 0.528, 0.542,
     0.552, 0.567, 0.581, 0.603, 0.609, 0.618, 0.645, 0.668, 0.749, 0.795,
 )  # fmt: skip
-LOG_PEAK_DRIVE_QUANTILES = (
-    -18.78, -10.49, -9.07, -7.72, -5.78, -4.47, -3.94, -3.46, -3.17, -2.88, -2.62,
-    -2.4, -2.27, -2.09, -1.88, -1.69, -1.47, -1.25, -0.97, -0.65, 1.43,
+EXCITATORY_LOG_PEAK_DRIVE_QUANTILES = (
+    -16.51, -12.19, -9.84, -8.44, -7.56, -5.76, -4.6, -3.96, -3.56, -3.19, -2.79,
+    -2.59, -2.38, -2.14, -1.98, -1.8, -1.61, -1.37, -1.05, -0.68, 1.43,
+)  # fmt: skip
+INHIBITORY_LOG_PEAK_DRIVE_QUANTILES = (
+    -18.78, -9.17, -7.59, -4.94, -4.21, -3.52, -3.23, -3.0, -2.81, -2.58, -2.38,
+    -2.29, -2.19, -1.89, -1.69, -1.55, -1.34, -1.15, -0.91, -0.63, 0.41,
 )  # fmt: skip
 
 

@@ -8,6 +8,7 @@ from simulator.connectome import build_connectome
 from simulator.dynamics import EulerStepper
 from simulator.errors import SimulatorError
 from simulator.ground_truth import load_ground_truth, weight_stats
+from simulator.network_stats import type_level_stats
 
 
 @pytest.mark.checkpoint
@@ -46,14 +47,31 @@ def test_corrupt_checkpoint_is_one_line_error(tmp_path) -> None:
         load_ground_truth(str(tmp_path), build_connectome(1))
 
 
-def test_synthetic_is_deterministic_and_shaped_like_trained() -> None:
-    con = build_connectome(8)
+def test_synthetic_is_deterministic() -> None:
+    con = build_connectome(2)
     a, b = load_ground_truth("synthetic", con), load_ground_truth("synthetic", con)
-    np.testing.assert_array_equal(a.W, b.W)
-    s = weight_stats(a.W)
-    assert 0.25 < s["frac_negative"] < 0.45 and 0.02 < s["frac_zero"] < 0.08
-    assert 0.11 < s["std"] < 0.25 and s["max"] > 1.0 and s["min"] < -0.3
-    assert (np.unique(a.tau) < 0.0201).sum() == 51
+    for key in ("W", "tau", "V_rest"):
+        np.testing.assert_array_equal(getattr(a, key), getattr(b, key))
+
+
+def test_synthetic_weight_statistics_match_the_trained_network() -> None:
+    gt = load_ground_truth("synthetic", build_connectome(8))
+    s = weight_stats(gt.W)  # trained (MODEL.md section 2): mean 0.018, std 0.178, 35 % negative, 3.9 % zero
+    assert s["std"] == pytest.approx(0.178, rel=0.1)
+    assert s["mean"] == pytest.approx(0.018, abs=0.02)
+    assert s["frac_negative"] == pytest.approx(0.35, abs=0.01)
+    assert s["frac_zero"] == pytest.approx(0.039, abs=0.025)
+    assert s["max"] > 2.0 and s["min"] < -0.5
+    assert (np.unique(gt.tau) < 0.0201).sum() == 51
+    assert gt.V_rest.min() > 0.006 and gt.V_rest.max() < 0.8
+
+
+def test_synthetic_loop_gains_stay_within_the_trained_margins() -> None:
+    con = build_connectome(8)
+    stats = type_level_stats(load_ground_truth("synthetic", con), con)
+    # trained checkpoint: excitatory Perron root 0.891, signed max real eigenvalue 0.801
+    assert stats["excitatory Perron root (type level)"] <= 0.891
+    assert stats["signed type-level max real eigenvalue"] <= 0.85
 
 
 def _synthetic_stepper(extent: int):
@@ -79,3 +97,11 @@ def test_synthetic_dynamics_stay_bounded() -> None:
     _, stepper, v = _synthetic_stepper(4)
     stepper.steady_state(v, 1.0, 500)
     assert torch.isfinite(v).all() and v.abs().max() < 50
+
+
+@pytest.mark.checkpoint
+def test_checkpoint_loop_gains_are_the_margins_the_synthetic_one_keeps(checkpoint_dir) -> None:
+    con = build_connectome(8)
+    stats = type_level_stats(load_ground_truth(str(checkpoint_dir), con), con)
+    assert stats["excitatory Perron root (type level)"] == pytest.approx(0.891, abs=1e-3)
+    assert stats["signed type-level max real eigenvalue"] == pytest.approx(0.801, abs=1e-3)
