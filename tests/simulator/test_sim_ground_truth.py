@@ -105,3 +105,15 @@ def test_checkpoint_loop_gains_are_the_margins_the_synthetic_one_keeps(checkpoin
     stats = type_level_stats(load_ground_truth(str(checkpoint_dir), con), con)
     assert stats["excitatory Perron root (type level)"] == pytest.approx(0.891, abs=1e-3)
     assert stats["signed type-level max real eigenvalue"] == pytest.approx(0.801, abs=1e-3)
+
+
+def test_synthetic_slow_types_are_driven_less_than_fast_ones() -> None:
+    con = build_connectome(8)
+    gt = load_ground_truth("synthetic", con)
+    in_abs = np.bincount(con.edge_index[1], weights=np.abs(gt.W.astype(np.float64)), minlength=con.n_neurons)
+    types = np.unique(con.json_type[con.n_input :])
+    gain = np.array([in_abs[con.json_type == t].mean() for t in types])
+    slow = np.array([gt.tau[con.json_type == t][0] > 0.021 for t in types])
+    # trained: slow types' median input 1.84, fast types' 2.83; the synthetic caps slow types at 1.84
+    assert gain[slow].max() <= 1.84 + 1e-3
+    assert np.median(gain[slow]) < np.median(gain[~slow])
