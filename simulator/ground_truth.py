@@ -25,6 +25,7 @@ import numpy as np
 
 from simulator.connectome import MAX_EXTENT, Connectome, ConnectomeSpec, build_connectome
 from simulator.errors import SimulatorError
+from simulator.network_stats import procedural_run
 
 SYNTHETIC = "synthetic"
 SYNTHETIC_SEED = 20240617
@@ -161,11 +162,12 @@ def synthetic_params(spec: ConnectomeSpec, seed: int = SYNTHETIC_SEED) -> TypePa
     checkpoint, per sign (trained inhibitory pairs are stronger); 7.4 % of excitatory and 1.3 % of
     inhibitory pairs get strength exactly 0 (training clamps them). One global factor scales the
     strengths so that W's std at extent 8 equals the trained 0.178, then excitatory loops are broken
-    and input gains capped (slow types at the trained slow types' median: without that cap the
-    science config's tau_R2 was 0.15 instead of 0.39, and conn_R2 0.74 instead of 0.89). Finally (``_activity_calibrate``) the peak drives are re-ranked so the
-    strongest pairs of each sign have the most active sources, and rounds of re-stabilising (back to
-    the trained std) and halving inhibition onto silenced types run until every type is above 0 at
-    least ``MIN_ACTIVE_FRACTION`` of the time.
+    and input gains capped (slow types at the trained slow types' median: without that cap the science
+    config's tau_R2 was 0.15 instead of 0.39, and conn_R2 0.74 instead of 0.89). Finally
+    (``_activity_calibrate``) the peak drives are re-ranked so the strongest pairs of each sign have
+    the most active sources, and rounds of re-stabilising (back to the trained std) and halving
+    inhibition onto silenced types run until every type is above 0 at least ``MIN_ACTIVE_FRACTION``
+    of the time.
     """
     rng = np.random.default_rng(seed)
     n_types, n_pairs = len(spec.type_names), len(spec.pairs)
@@ -208,22 +210,8 @@ def _stabilise(params: TypeParams, con: Connectome, unit_gain: np.ndarray, unit_
 
 def _calibration_activity(params: TypeParams, spec: ConnectomeSpec) -> tuple[np.ndarray, np.ndarray]:
     """Per type: median ReLU-output std and median fraction of time above 0, in a fixed short simulation."""
-    import torch
-
-    from simulator.dynamics import EulerStepper
-    from simulator.stimulus import make_stream
-
     con = build_connectome(ACTIVITY_EXTENT, str(spec.path))
-    gt = expand(params, con)
-    stepper = EulerStepper(*(torch.from_numpy(a) for a in (gt.W, con.edge_index, gt.tau, gt.V_rest)), con.n_input, DT)
-    v = torch.from_numpy(gt.V_rest).clone()
-    stepper.steady_state(v, 0.5, 100)
-    stream = make_stream("procedural", con.columns, ACTIVITY_SEED, DT, split="train", davis_root=None)
-    stim = torch.from_numpy(stream.frames(ACTIVITY_FRAMES)[:, con.column[: con.n_input]].astype(np.float32))
-    noise = torch.randn(ACTIVITY_FRAMES, con.n_neurons, generator=torch.Generator().manual_seed(ACTIVITY_SEED))
-    V, Y = torch.empty(ACTIVITY_FRAMES, con.n_neurons), torch.empty(ACTIVITY_FRAMES, con.n_neurons)
-    stepper.run(v, stim, noise * ACTIVITY_NOISE, V, Y)
-    V = V.numpy().astype(np.float64)
+    V, _ = procedural_run(expand(params, con), con, ACTIVITY_FRAMES, ACTIVITY_SEED, ACTIVITY_NOISE, DT)
     relu_std, active = np.maximum(V, 0).std(0), (V > 0).mean(0)
     types = range(len(spec.type_names))  # a loop over the 65 types, not over neurons
     return (

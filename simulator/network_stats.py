@@ -1,14 +1,18 @@
 """Statistics that compare ground truths: type-level gains and stability margins, simulated activity.
 
-Used by ``benchmarks/compare_ground_truth.py`` and the synthetic ground truth's tests.
+Used by the synthetic ground truth's calibration, ``benchmarks/compare_ground_truth.py`` and tests.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from simulator.connectome import Connectome
-from simulator.ground_truth import GroundTruth
+
+if TYPE_CHECKING:
+    from simulator.ground_truth import GroundTruth
 
 
 def type_gain_matrix(W: np.ndarray, con: Connectome) -> np.ndarray:
@@ -36,25 +40,32 @@ def type_level_stats(gt: GroundTruth, con: Connectome) -> dict[str, float]:
     }
 
 
-def activity_stats(gt: GroundTruth, con: Connectome, n_frames: int, seed: int = 1) -> dict[str, float]:
-    """Voltage statistics of a procedural-stimulus simulation with the protocol's noise (0.05)."""
+def procedural_run(
+    gt: GroundTruth, con: Connectome, n_frames: int, seed: int, noise_level: float = 0.05, dt: float = 0.02
+) -> tuple[np.ndarray, np.ndarray]:
+    """(V, y) as float64 (frames, neurons): steady state at grey, then seeded procedural stimulus and noise."""
     import torch
 
     from simulator.dynamics import EulerStepper
     from simulator.stimulus import make_stream
 
     t = {k: torch.from_numpy(getattr(gt, k)) for k in ("W", "tau", "V_rest")}
-    stepper = EulerStepper(t["W"], torch.from_numpy(con.edge_index), t["tau"], t["V_rest"], con.n_input, 0.02)
+    stepper = EulerStepper(t["W"], torch.from_numpy(con.edge_index), t["tau"], t["V_rest"], con.n_input, dt)
     v = stepper.steady_state(t["V_rest"].clone(), 0.5, 100)
-    stream = make_stream("procedural", con.columns, seed, 0.02, split="train", davis_root=None)
+    stream = make_stream("procedural", con.columns, seed, dt, split="train", davis_root=None)
     stim = torch.from_numpy(stream.frames(n_frames)[:, con.column[: con.n_input]].astype(np.float32))
-    noise = torch.randn(n_frames, con.n_neurons, generator=torch.Generator().manual_seed(seed)) * 0.05
+    noise = torch.randn(n_frames, con.n_neurons, generator=torch.Generator().manual_seed(seed))
     V, Y = torch.empty(n_frames, con.n_neurons), torch.empty(n_frames, con.n_neurons)
-    stepper.run(v, stim, noise, V, Y)
-    V64, Y64 = V.numpy().astype(np.float64), Y.numpy().astype(np.float64)
+    stepper.run(v, stim, noise * noise_level, V, Y)
+    return V.numpy().astype(np.float64), Y.numpy().astype(np.float64)
+
+
+def activity_stats(gt: GroundTruth, con: Connectome, n_frames: int, seed: int = 1) -> dict[str, float]:
+    """Voltage statistics of a procedural-stimulus simulation with the protocol's noise (0.05)."""
+    V, Y = procedural_run(gt, con, n_frames, seed)
     return {
-        "voltage std per neuron, median": float(np.median(V64.std(0))),
-        "drift y rms": float(np.sqrt((Y64**2).mean())),
-        "neurons never above 0 (%)": float((V64.max(0) <= 0).mean() * 100),
-        "max abs v": float(np.abs(V64).max()),
+        "voltage std per neuron, median": float(np.median(V.std(0))),
+        "drift y rms": float(np.sqrt((Y**2).mean())),
+        "neurons never above 0 (%)": float((V.max(0) <= 0).mean() * 100),
+        "max abs v": float(np.abs(V).max()),
     }
