@@ -7,7 +7,6 @@ present (FLYVIS_SHARED_DATA or ../shared/data), the synthetic ground truth other
 from __future__ import annotations
 
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -22,15 +21,14 @@ sys.path.insert(0, str(REPO))
 
 from simulator.connectome import build_connectome  # noqa: E402
 from simulator.dynamics import EulerStepper, csr_weights  # noqa: E402
-from simulator.ground_truth import load_ground_truth  # noqa: E402
+from simulator.ground_truth import load_ground_truth, shared_checkpoint_dir  # noqa: E402
 
 THREADS = 2
 
 
 def _ground_truth_spec() -> str:
-    root = Path(os.environ.get("FLYVIS_SHARED_DATA", REPO / ".." / "shared" / "data"))
-    ckpt = root / "flyvis_model" / "flow" / "0000" / "000"
-    return str(ckpt) if (ckpt / "best_chkpt").is_file() else "synthetic"
+    ckpt = shared_checkpoint_dir()
+    return str(ckpt) if ckpt else "synthetic"
 
 
 def _time_ms(fn, n: int) -> float:

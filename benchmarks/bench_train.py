@@ -13,7 +13,6 @@ standard and cyclic alternating training.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -25,12 +24,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from experiment.config import ExperimentConfig, load_experiment  # noqa: E402
+from simulator.ground_truth import shared_checkpoint_dir  # noqa: E402
 from trainer.losses import data_loss, regularisers  # noqa: E402
 from trainer.model import EdgeMode, FlyVisGNN  # noqa: E402
 from trainer.schedule import base_lrs, build_optimizer  # noqa: E402
 
 SCIENCE_CONFIG = REPO / "configs" / "flyvis_science_cpu.yaml"
-CHECKPOINT = Path(os.environ.get("FLYVIS_SHARED_DATA", REPO / ".." / "shared" / "data")) / "flyvis_model/flow/0000/000"
 
 
 def ms_per_iteration(
@@ -97,10 +96,11 @@ def science(args: argparse.Namespace) -> None:
 
     base = load_experiment(SCIENCE_CONFIG)
     truths = {"synthetic": "synthetic"}
-    if (CHECKPOINT / "best_chkpt").is_file():
-        truths["checkpoint"] = str(CHECKPOINT.resolve())
+    checkpoint = shared_checkpoint_dir()
+    if checkpoint:
+        truths["checkpoint"] = str(checkpoint)
     else:
-        print(f"checkpoint ground truth skipped: {CHECKPOINT} not found")
+        print("checkpoint ground truth skipped: no shared checkpoint ($FLYVIS_SHARED_DATA or ../shared/data)")
     print(f"threads={torch.get_num_threads()} extent={base.simulation.extent} frames={base.simulation.n_frames}")
     print("ground_truth  schedule   iterations  conn_R2  tau_R2  V_rest_R2  train_min  wall_min  gen_s")
     for name, truth in truths.items():

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -27,17 +26,11 @@ sys.path.insert(0, str(REPO))
 
 from experiment.yaml_io import load_yaml_file, write_yaml_roundtrip  # noqa: E402
 from simulator.connectome import build_connectome  # noqa: E402
-from simulator.ground_truth import load_ground_truth, weight_stats  # noqa: E402
+from simulator.ground_truth import load_ground_truth, shared_checkpoint_dir, weight_stats  # noqa: E402
 from simulator.network_stats import activity_stats, type_level_stats  # noqa: E402
 
 DEMO_CONFIG = REPO / "configs" / "flyvis_demo_cpu.yaml"
 LEARN_METRICS = ("connectivity_R2", "tau_R2", "cluster_accuracy", "test_pearson")
-
-
-def default_checkpoint() -> str | None:
-    root = Path(os.environ.get("FLYVIS_SHARED_DATA", REPO / ".." / "shared" / "data"))
-    ckpt = root / "flyvis_model" / "flow" / "0000" / "000"
-    return str(ckpt.resolve()) if (ckpt / "best_chkpt").is_file() else None
 
 
 def _run_module(*args: object) -> None:
@@ -82,7 +75,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--learn-seeds", type=int, nargs="*", default=[], help="also train the demo config per seed")
     p.add_argument("--iterations", type=int, default=4000)
     args = p.parse_args(argv)
-    ckpt = default_checkpoint() if args.checkpoint is None else (args.checkpoint or None)
+    shared = shared_checkpoint_dir()
+    ckpt = (str(shared) if shared else None) if args.checkpoint is None else (args.checkpoint or None)
     specs = ["synthetic"] + ([ckpt] if ckpt else [])
     columns = [statistics(s, args.extent, args.frames) for s in specs]
     if args.learn_seeds:

@@ -15,6 +15,7 @@ brought to the trained one's operating regime: W std, excitatory loop gain and a
 
 from __future__ import annotations
 
+import os
 import pickle
 import zipfile
 from dataclasses import dataclass, replace
@@ -353,6 +354,17 @@ INHIBITORY_LOG_PEAK_DRIVE_QUANTILES = (
     -18.78, -9.17, -7.59, -4.94, -4.21, -3.52, -3.23, -3.0, -2.81, -2.58, -2.38,
     -2.29, -2.19, -1.89, -1.69, -1.55, -1.34, -1.15, -0.91, -0.63, 0.41,
 )  # fmt: skip
+
+
+def shared_checkpoint_dir() -> Path | None:
+    """The pretrained checkpoint under ``$FLYVIS_SHARED_DATA`` (default ../shared/data beside the repository).
+
+    None when it is absent: benchmarks then fall back to the synthetic ground truth and tests skip.
+    """
+    repo = Path(__file__).resolve().parents[1]
+    root = Path(os.environ.get("FLYVIS_SHARED_DATA", repo / ".." / "shared" / "data"))
+    path = root / "flyvis_model" / "flow" / "0000" / "000"
+    return path.resolve() if (path / CHECKPOINT_FILE).is_file() else None
 
 
 def load_ground_truth(spec: str, connectome: Connectome) -> GroundTruth:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -142,15 +141,6 @@ def small_cfg() -> ExperimentConfig:
     t.cluster_n_components = 5
     t.seed = 7
     return cfg
-
-
-@pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """../shared/data (or $FLYVIS_SHARED_DATA); skips when absent."""
-    root = Path(os.environ.get("FLYVIS_SHARED_DATA", Path(__file__).resolve().parents[2] / ".." / "shared" / "data"))
-    if not (root / "flyvis_model" / "flow" / "0000" / "000" / "best_chkpt").is_file():
-        pytest.skip(f"shared data not found at {root}")
-    return root
 
 
 @pytest.fixture(autouse=True)

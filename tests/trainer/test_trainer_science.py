@@ -14,10 +14,10 @@ from trainer.train import build_model, build_probe, train
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_short_training_at_extent_1_reaches_a_conn_r2_floor(tmp_path: Path, shared_data: Path) -> None:
+def test_short_training_at_extent_1_reaches_a_conn_r2_floor(tmp_path: Path, checkpoint_dir: Path) -> None:
     generate = pytest.importorskip("simulator.generate")
     cfg = load_experiment(REPO / "configs" / "flyvis_tiny.yaml")
-    cfg.simulation.ground_truth = str(shared_data / "flyvis_model" / "flow" / "0000" / "000")
+    cfg.simulation.ground_truth = str(checkpoint_dir)
     cfg.graph_model.hidden_dim = cfg.graph_model.hidden_dim_update = 32
     cfg.training.alternate_training = False
     cfg.training.n_iterations = 1500
