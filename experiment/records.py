@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from experiment.atomic import atomic_write_json, atomic_write_text
 
@@ -42,8 +42,17 @@ class RecordError(ValueError):
     """A record file is missing or does not match its schema (one line, names the file)."""
 
 
+# test_R2 is reported no lower than this: a rollout that diverged scores e.g. -1e15 otherwise, a number
+# that says nothing the flag does not; values below -1 are all "worse than each neuron's mean".
+TEST_R2_FLOOR = -1.0
+
+
 class Metrics(BaseModel):
-    """Final metrics of one trained slot (MODEL.md section 6)."""
+    """Final metrics of one trained slot (MODEL.md section 6).
+
+    ``test_R2`` is floored at TEST_R2_FLOOR (also when an older record is read, so every reader sees the
+    same value); ``rollout_diverged`` says the autonomous test rollout reached the clamp bound (+-100).
+    """
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
@@ -54,9 +63,16 @@ class Metrics(BaseModel):
     test_R2: float
     test_pearson: float
     training_time_min: float = Field(ge=0)
+    rollout_diverged: bool = False
+
+    @field_validator("test_R2")
+    @classmethod
+    def _floor_test_r2(cls, value: float) -> float:
+        return max(value, TEST_R2_FLOOR)
 
     def as_lines(self) -> str:
-        return "".join(f"{k}: {getattr(self, k):.6g}\n" for k in METRIC_KEYS)
+        lines = "".join(f"{k}: {getattr(self, k):.6g}\n" for k in METRIC_KEYS)
+        return lines + f"rollout_diverged: {str(self.rollout_diverged).lower()}\n"
 
 
 def write_metrics(folder: str | Path, metrics: Metrics) -> None:

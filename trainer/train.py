@@ -12,17 +12,18 @@ import torch
 
 from experiment.config import ExperimentConfig, TrainingConfig
 from experiment.records import R2_HEADER, Metrics, Phase, R2Row, format_r2_row
-from trainer.data import Dataset, Split, global_voltage_std, voltage_stats
+from trainer.data import Dataset, Split, global_voltage_std
 from trainer.losses import data_loss, regularisers
 from trainer.metrics import (
-    GAIN_FRAMES,
     Probe,
     Recovered,
     cluster_accuracy,
     cluster_features,
     connectivity_r2,
+    floor_test_r2,
     r2_score,
     rollout,
+    rollout_diverged,
     rollout_scores,
 )
 from trainer.model import EdgeMode, FlyVisGNN
@@ -67,17 +68,8 @@ def build_model(cfg: ExperimentConfig, data: Dataset, device: torch.device, edge
 
 
 def build_probe(data: Dataset, device: torch.device) -> Probe:
-    """Voltage ranges from the training data and GAIN_FRAMES evenly spaced frames for d lin_phi / d M."""
-    mu, sigma = voltage_stats(data.train.voltage)
-    idx = np.linspace(0, data.train.n_frames - 1, GAIN_FRAMES).astype(np.int64)
-    to = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float32), device=device)  # noqa: E731
-    return Probe(
-        mu=to(mu),
-        sigma=to(sigma),
-        gain_v=to(data.train.voltage[idx]),
-        gain_stim=to(data.train.stimulus[idx]),
-        w_true=np.asarray(data.W, dtype=np.float64),
-    )
+    """Voltage ranges over every training frame and the gain frames for d lin_phi / d M (trainer.metrics)."""
+    return Probe.from_split(data.train.voltage, data.train.stimulus, data.W, device)
 
 
 class _R2Log:
@@ -209,7 +201,7 @@ def evaluate(
     model.eval()
     rec = probe.recover(model)
     feats = cluster_features(rec, data.edge_index)
-    acc = cluster_accuracy(feats, data.types, cfg.training.cluster_n_components, cfg.training.seed)
+    acc = cluster_accuracy(feats, data.types, cfg.training.cluster_n_components)
     dt = data.delta_t or cfg.simulation.delta_t
     n_roll = min(cfg.training.n_rollout_frames, data.test.n_frames)
     device = model.W.device
@@ -223,9 +215,10 @@ def evaluate(
         tau_R2=r2_score(rec.tau, data.tau),
         V_rest_R2=r2_score(rec.V_rest, data.V_rest),
         cluster_accuracy=acc,
-        test_R2=r2,
+        test_R2=floor_test_r2(r2),
         test_pearson=pearson,
         training_time_min=training_seconds / 60.0,
+        rollout_diverged=rollout_diverged(pred),
     )
     model.train()
     return Evaluation(metrics, rec, pred, true)

@@ -46,8 +46,8 @@ def test_corrected_weights_on_a_hand_worked_case() -> None:
 def test_fit_lines_recovers_slope_and_offset_per_row() -> None:
     x = torch.linspace(0, 1, 5).repeat(2, 1)
     slope, offset = fit_lines(x, torch.stack([2 * x[0] + 1, -3 * x[1]]))
-    torch.testing.assert_close(slope, torch.tensor([2.0, -3.0]))
-    torch.testing.assert_close(offset, torch.tensor([1.0, 0.0]), atol=1e-6, rtol=0)
+    torch.testing.assert_close(slope, torch.tensor([2.0, -3.0], dtype=torch.float64))
+    torch.testing.assert_close(offset, torch.tensor([1.0, 0.0], dtype=torch.float64), atol=1e-6, rtol=0)
 
 
 def test_r2_is_invariant_to_a_linear_map_and_zero_when_undefined() -> None:
