@@ -149,24 +149,31 @@ class OfflinePlanner:
     def proposals(self) -> list[Proposal]:
         ctx = self.ctx
         n = len(ctx.next_iterations)
-        next_batch = ctx.next_batch
-        if next_batch <= ctx.baseline_batches and block_of(ctx.next_iterations[0], ctx.n_iter_block) == 1:
+        if self._is_baseline_batch():
             return [Proposal(s, ROOT, "baseline") for s in range(n)]
-        taken: set[str] = set()
-        props: list[Proposal] = []
         replicates = self._replicate_picks()
         n_rep = min(len(replicates), self._replicates_required(), n)
         n_exploit = n - n_rep
-        parents = self._exploit_parents(n_exploit)
-        for slot in range(n_exploit):
-            parent_id, parent_cfg = parents[slot]
-            prop = self._mutate(slot, parent_id, parent_cfg, taken, "exploit" if slot < 2 else "explore")
-            props.append(prop)
+        props = self._exploit_proposals(n_exploit)
         for k, node in enumerate(replicates[:n_rep]):
             slot = n_exploit + k
             parent: Parent = node if self._in_next_block(node) else ROOT
             props.append(Proposal(slot, parent, "robustness-check", replicate_of=node))
         return props
+
+    def _is_baseline_batch(self) -> bool:
+        """Block 1's first ``baseline_batches`` batches run the base config unchanged."""
+        ctx = self.ctx
+        return ctx.next_batch <= ctx.baseline_batches and block_of(ctx.next_iterations[0], ctx.n_iter_block) == 1
+
+    def _exploit_proposals(self, n: int) -> list[Proposal]:
+        """Slots 0..n-1: one-parameter mutations of the best parents (UCB order inside a block)."""
+        taken: set[str] = set()
+        parents = self._exploit_parents(n)
+        return [
+            self._mutate(slot, parents[slot][0], parents[slot][1], taken, "exploit" if slot < 2 else "explore")
+            for slot in range(n)
+        ]
 
     def _replicates_required(self) -> int:
         top = sorted(self.rows, key=lambda r: (-r.conn_mean, r.iterations[0]))[:TOP_CONFIGS]
@@ -292,8 +299,7 @@ class OfflinePlanner:
         if block == 1 and self.ctx.next_batch <= self.ctx.baseline_batches:
             hypothesis = "baseline: measure the run-to-run variance of the alternate defaults"
         else:
-            name = EXPLORE_RANGES[(block - 2) % len(EXPLORE_RANGES)][0] if block > 1 else "n_alternations"
-            hypothesis = f"one-parameter mutations from the best nodes (first untried: {name} and the explore ranges)"
+            hypothesis = self._hypothesis(block)
         done = [r for r in self.results if r.block == block]
         best = max(done, key=lambda r: (r.conn_r2, -r.iteration), default=None)
         lines = [
@@ -304,6 +310,11 @@ class OfflinePlanner:
         if best is not None:
             lines.append(f"Best node in block: {best.iteration} (conn_R2 {best.conn_r2:.3f}).")
         return "\n".join(lines)
+
+    def _hypothesis(self, block: int) -> str:
+        """The Current Block hypothesis after the baseline batches."""
+        name = EXPLORE_RANGES[(block - 2) % len(EXPLORE_RANGES)][0] if block > 1 else "n_alternations"
+        return f"one-parameter mutations from the best nodes (first untried: {name} and the explore ranges)"
 
     def _block_summary(self) -> str:
         block = self.ctx.block

@@ -20,8 +20,8 @@ from agent.llm.replay import ReplayBackend
 from agent.llm.transcripts import RecordingBackend, TranscriptStore
 from experiment.config import ClaudeConfig
 
-BackendName = Literal["anthropic", "claude-cli", "replay", "offline"]
-BACKEND_NAMES: tuple[str, ...] = ("anthropic", "claude-cli", "replay", "offline")
+BackendName = Literal["anthropic", "claude-cli", "replay", "offline", "optuna"]
+BACKEND_NAMES: tuple[str, ...] = ("anthropic", "claude-cli", "replay", "offline", "optuna")
 
 
 def _inner_backend(
@@ -31,6 +31,7 @@ def _inner_backend(
     offline_policy: OfflinePolicy | None,
     http_client: httpx2.Client | None,
     claude_executable: str,
+    run_dir: Path | None = None,
 ) -> LLMBackend:
     if name == "anthropic":
         from agent.llm.anthropic_backend import AnthropicBackend
@@ -53,6 +54,12 @@ def _inner_backend(
         if offline_policy is None:
             raise LLMConfigError("--llm offline: no offline policy was given to the backend factory")
         return OfflineBackend(offline_policy)
+    if name == "optuna":
+        if run_dir is None:
+            raise LLMConfigError("--llm optuna: the backend factory needs the run directory (the study lives there)")
+        from agent.llm.optuna_backend import OptunaBackend
+
+        return OptunaBackend(run_dir)
     raise LLMConfigError(f"--llm: unknown backend {name!r}; choose one of {', '.join(BACKEND_NAMES)}")
 
 
@@ -80,7 +87,12 @@ def make_backend(
             return replay
         return RecordingBackend(replay, store, reuse=False)
     inner = _inner_backend(
-        name, settings, offline_policy=offline_policy, http_client=http_client, claude_executable=claude_executable
+        name,
+        settings,
+        offline_policy=offline_policy,
+        http_client=http_client,
+        claude_executable=claude_executable,
+        run_dir=store.folder.parent,  # transcripts live in RUN_DIR/transcripts
     )
     if budget is None:
         budget = Budget(settings.budget_usd, settings.budget_tokens)
