@@ -4,8 +4,20 @@ Each slot is submitted as ``submitit.helpers.CommandFunction(["/bin/sh", "OUT/sl
 ``AutoExecutor(cluster="slurm")`` (``sbatch``; the batch script runs ``srun python -m
 submitit.core._submit``). Job states come from submitit's ``sacct`` watcher
 (``sacct -o JobID,State,NodeList --parsable2 -j ID ...``, one call for all tracked jobs, at most
-every ``poll_s / 2``); cancel is ``scancel`` through ``SlurmJob.cancel``. Jobs live in the
-scheduler, so a restarted controller re-attaches with ``submitit.SlurmJob(folder, job_id)``.
+every ``poll_s / 2``). Jobs live in the scheduler, so a restarted controller re-attaches with
+``submitit.SlurmJob(folder, job_id)``.
+
+Two behaviours of a real Slurm (22.05, checked with ``make test-integration``) shape this module:
+
+- a job submitted a moment ago is missing from ``sacct`` for about a second while ``squeue``
+  already lists it; a job that ``sacct`` does not know is therefore looked up in ``squeue``
+  before it counts as unknown, so it is never declared lost, nor resubmitted after a restart,
+  while either command still knows it;
+- ``scancel`` sends SIGTERM and waits ``KillWait`` (30 s by default) before SIGKILL, and
+  submitit's wrapper ignores SIGTERM, so a slot that outlives SIGTERM would run on (and could
+  still write a final status) after the controller cancelled it. Cancel therefore sends SIGKILL
+  to step 0 (the ``srun`` that runs the slot) first, then ``scancel``s the job itself (a pending
+  job, or a batch script still in its setup lines).
 """
 
 from __future__ import annotations
@@ -64,6 +76,9 @@ _HINTS = {
 }
 
 
+_COMMAND_TIMEOUT_S = 60.0
+
+
 def state_word(state: str) -> str:
     """``"CANCELLED by 1000"`` -> ``"CANCELLED"``; empty -> ``"UNKNOWN"``."""
     parts = state.split()
@@ -97,7 +112,7 @@ class SlurmExecutor(Executor):
 
     def __init__(self, settings: DispatchConfig, work_dir: Path, *, lost_grace_s: float = 120.0) -> None:
         super().__init__(settings.poll_s)
-        missing = [cmd for cmd in ("sbatch", "srun", "sacct", "scancel") if shutil.which(cmd) is None]
+        missing = [cmd for cmd in ("sbatch", "srun", "sacct", "squeue", "scancel") if shutil.which(cmd) is None]
         if missing:
             raise BackendUnavailableError(
                 f"dispatch.executor: slurm needs {', '.join(missing)} on PATH; run the controller on a submit host"
@@ -112,6 +127,7 @@ class SlurmExecutor(Executor):
         self._unknown_since: dict[str, float] = {}
         self._tracked: set[str] = set()
         self._cancelled: set[str] = set()
+        self._queued: dict[str, str] = {}  # squeue's word on jobs that sacct does not list (yet)
         self._executor = submitit.AutoExecutor(folder=self.folder, cluster="slurm")
         self._executor.update_parameters(**self._parameters())
 
@@ -160,7 +176,10 @@ class SlurmExecutor(Executor):
         self._track(jid)
         self._refresh()
         word = state_word(self._watcher.get_state(jid, mode="cache"))
-        if word == "UNKNOWN":  # not (yet, or any more) in sacct: lost once sacct keeps saying so
+        if word == "UNKNOWN" and jid in self._queued:  # squeue lists it before sacct does
+            self._unknown_since.pop(jid, None)
+            return True
+        if word == "UNKNOWN":  # in neither sacct nor squeue: lost once sacct keeps saying so
             answered = self._watcher.last_success
             if answered is None:
                 return True
@@ -171,8 +190,13 @@ class SlurmExecutor(Executor):
 
     def cancel(self, handle: JobHandle) -> None:
         self._check_backend(handle)
-        self._job(handle.job_id).cancel(check=False)
-        self._cancelled.add(handle.job_id)
+        jid = handle.job_id
+        for argv in (["scancel", "--signal=KILL", f"{jid}.0"], ["scancel", jid]):
+            try:  # a finished job, or a pending one without step 0, answers an error: nothing to do then
+                subprocess.run(argv, capture_output=True, text=True, timeout=_COMMAND_TIMEOUT_S, check=False)
+            except (OSError, subprocess.SubprocessError) as err:
+                raise FailedJobError(f"slurm: {' '.join(argv)}: {err}") from err
+        self._cancelled.add(jid)
         self._last_refresh = float("-inf")
 
     def reattach(self, handle: JobHandle) -> bool:
@@ -181,9 +205,14 @@ class SlurmExecutor(Executor):
         self._job(jid)
         self._track(jid)
         self._refresh()
-        if state_word(self._watcher.get_state(jid, mode="cache")) != "UNKNOWN":
+        if state_word(self._watcher.get_state(jid, mode="cache")) != "UNKNOWN" or jid in self._queued:
             return True
-        return final_status(handle.out_dir) is not None or read_exit_code(handle.out_dir) is not None
+        if final_status(handle.out_dir) is not None or read_exit_code(handle.out_dir) is not None:
+            return True
+        # Neither command lists it yet: ask once more, fresh, before the caller resubmits it.
+        self._last_refresh = float("-inf")
+        self._refresh()
+        return state_word(self._watcher.get_state(jid, mode="cache")) != "UNKNOWN" or jid in self._queued
 
     def _lost_outcome(self, handle: JobHandle) -> JobOutcome:
         jid = handle.job_id
@@ -215,8 +244,41 @@ class SlurmExecutor(Executor):
             self._last_refresh = float("-inf")
 
     def _refresh(self) -> None:
-        """One sacct call for all unfinished tracked jobs, at most every poll_s / 2."""
+        """One sacct call for all unfinished tracked jobs, at most every poll_s / 2, and one squeue call
+        for those sacct does not list."""
         now = time.monotonic()
-        if now - self._last_refresh >= self._refresh_s:
-            self._watcher.update()
-            self._last_refresh = time.monotonic()
+        if now - self._last_refresh < self._refresh_s:
+            return
+        self._watcher.update()
+        self._last_refresh = time.monotonic()
+        unknown = sorted(j for j in self._tracked if state_word(self._watcher.get_state(j, mode="cache")) == "UNKNOWN")
+        queued = squeue_states(unknown)
+        if queued is not None:
+            self._queued = queued
+
+
+def squeue_states(job_ids: list[str]) -> dict[str, str] | None:
+    """``{job_id: state}`` of the jobs ``squeue`` lists; None when squeue itself failed.
+
+    squeue answers "Invalid job id specified" (exit 1) when it lists none of the ids.
+    """
+    if not job_ids:
+        return {}
+    try:
+        done = subprocess.run(
+            ["squeue", "-h", "-o", "%i|%T", "-j", ",".join(job_ids)],
+            capture_output=True,
+            text=True,
+            timeout=_COMMAND_TIMEOUT_S,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if done.returncode != 0 and "Invalid job id" not in done.stderr:
+        return None
+    states = {}
+    for line in done.stdout.splitlines():
+        job_id, _, state = line.strip().partition("|")
+        if job_id in job_ids:
+            states[job_id] = state_word(state)
+    return states

@@ -1,8 +1,9 @@
-"""Fixtures for the executor tests: a harness per backend (local, fake Slurm, fake LSF).
+"""Fixtures for the executor tests: a harness per backend (local, fake Slurm, fake LSF, real Slurm).
 
 The fake schedulers are scripts in ``fake_bin`` put first on PATH; they keep their state in
-``FAKE_SCHED_DIR``. Helpers live in ``executor_harness`` (a unique module name: several test
-folders have a conftest.py).
+``FAKE_SCHED_DIR``. The real-Slurm harness (marker ``real``) needs a running cluster named by
+``SLURM_CONF``, which ``make test-integration`` starts; elsewhere it skips with one line. Helpers
+live in ``executor_harness`` (a unique module name: several test folders have a conftest.py).
 """
 
 from __future__ import annotations
@@ -22,7 +23,17 @@ import pytest
 # helper module (a name unique in the tree) is made importable for this folder's test files.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from executor_harness import FAKE_BIN, Harness, fake_control, fast_settings, kill_local_group
+from executor_harness import (
+    FAKE_BIN,
+    Harness,
+    fake_control,
+    fast_settings,
+    flaky_sbatch,
+    kill_local_group,
+    kill_slot_process,
+    real_slurm_missing,
+    real_slurm_settings,
+)
 
 from agent.executors.base import Executor
 from experiment.config import DispatchConfig
@@ -79,11 +90,41 @@ def _scheduler_harness(backend: str, tmp_path: Path, sched: Path, settings: Disp
     )
 
 
-@pytest.fixture(params=["local", "slurm", "lsf"])
+def _real_slurm_harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Harness:
+    """The contract against a running Slurm (SLURM_CONF); a wrapper sbatch fails on demand, then runs the real one."""
+    from agent.executors.slurm import SlurmExecutor
+
+    missing = real_slurm_missing()
+    if missing:
+        pytest.skip(missing)
+    counter = flaky_sbatch(tmp_path / "bin")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    return Harness(
+        backend="slurm",
+        root=tmp_path,
+        make=lambda s=None: SlurmExecutor(real_slurm_settings(s), tmp_path / "work", lost_grace_s=10.0),
+        lose=kill_slot_process,
+        fail_next_submissions=lambda n: counter.write_text(str(n)),
+    )
+
+
+def _cancel_real_jobs(root: Path) -> None:
+    """Leave the real cluster empty for the next test: cancel every job submitted from ``root``."""
+    ids = [p.name.split("_")[0] for p in (root / "work" / "submitit").glob("*_submission.sh")]
+    if ids:
+        subprocess.run(["scancel", "--full", "--signal=KILL", *ids], capture_output=True, timeout=30, check=False)
+        subprocess.run(["scancel", *ids], capture_output=True, timeout=30, check=False)
+
+
+@pytest.fixture(params=["local", "slurm", "lsf", pytest.param("slurm-real", marks=pytest.mark.real)])
 def harness(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
     settings = fast_settings()
     if request.param == "local":
         yield _local_harness(tmp_path, monkeypatch, settings)
+        return
+    if request.param == "slurm-real":
+        yield _real_slurm_harness(tmp_path, monkeypatch)
+        _cancel_real_jobs(tmp_path)
         return
     sched = request.getfixturevalue("fake_scheduler")
     yield _scheduler_harness(request.param, tmp_path, sched, settings)

@@ -8,6 +8,7 @@ write ``status.json``, sleep, print, then finish in the way the test asks for.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,6 +31,9 @@ import json, os, sys, time
 from pathlib import Path
 
 out, mode, sleep_s = Path(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+if mode == "stubborn":  # ignores SIGTERM (as submitit's own wrapper does), then succeeds if not killed
+    import signal
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def status(state, **fields):
@@ -47,7 +51,7 @@ time.sleep(sleep_s)
 print(f"working on {out.name}")
 with open(out / "runs.txt", "a") as fh:
     fh.write(f"end t1={time.time():.3f}\\n")
-if mode == "ok":
+if mode in ("ok", "stubborn"):
     status("succeeded", exit_code=0)
 elif mode == "fail_status":
     status("failed", exit_code=2, reason="loss diverged (NaN)")
@@ -112,3 +116,52 @@ def kill_local_group(handle: JobHandle) -> None:
 
 def fake_control(action: str, job_id: str) -> None:
     subprocess.run([sys.executable, str(FAKE_SCHED), action, job_id], check=True)
+
+
+# -- the real Slurm (``make test-integration`` starts one and exports SLURM_CONF) --------------------
+
+REAL_SLURM = {"gpus_per_job": 0, "cpus_per_task": 1, "mem_gb": 0.2, "time_min": 5}
+
+
+def real_slurm_missing() -> str | None:
+    """Why no real Slurm can be used here (one line), or None when ``sinfo`` answers for SLURM_CONF."""
+    conf = os.environ.get("SLURM_CONF")
+    if not conf or not Path(conf).is_file():
+        return "real Slurm: SLURM_CONF names no slurm.conf (run make test-integration)"
+    try:
+        done = subprocess.run(["sinfo", "-h", "-o", "%a"], capture_output=True, text=True, timeout=15, check=False)
+    except (OSError, subprocess.SubprocessError) as err:
+        return f"real Slurm: sinfo failed: {err}"
+    if done.returncode != 0 or "up" not in done.stdout:
+        return f"real Slurm: sinfo answered {' '.join((done.stderr or done.stdout).split())[:200]!r}"
+    return None
+
+
+def real_slurm_settings(settings: DispatchConfig | None = None, **overrides: object) -> DispatchConfig:
+    """``settings`` (default: the contract's fast settings, polling at 0.5 s) with resources one node can give."""
+    base = settings or fast_settings(poll_s=0.5, submit_deadline_s=5.0, **overrides)
+    return base.model_copy(update={"slurm": base.slurm.model_copy(update=REAL_SLURM)})
+
+
+def flaky_sbatch(bin_dir: Path) -> Path:
+    """An ``sbatch`` first on PATH that fails while ``bin_dir/fail_submissions`` counts down, then runs the real one."""
+    real = shutil.which("sbatch")
+    assert real is not None, "sbatch is not on PATH"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    script = bin_dir / "sbatch"
+    counter = bin_dir / "fail_submissions"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'n=$(cat "{counter}" 2>/dev/null || echo 0)\n'
+        f'if [ "$n" -gt 0 ]; then echo $((n - 1)) > "{counter}"; '
+        'echo "sbatch: error: Batch job submission failed: Socket timed out on send/recv operation" >&2; exit 1; fi\n'
+        f'exec {real} "$@"\n'
+    )
+    script.chmod(0o755)
+    return counter
+
+
+def kill_slot_process(handle: JobHandle) -> None:
+    """kill -9 the slot's own process (its pid is the first field of runs.txt), as the OOM killer would."""
+    line = runs(handle)[-1]
+    os.kill(int(line.split()[0]), signal.SIGKILL)

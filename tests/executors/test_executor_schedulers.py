@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -86,6 +87,34 @@ def test_slurm_job_missing_from_sacct_is_lost_after_the_grace_period(tmp_path: P
     assert result.state == "failed"
     assert "sacct has no record of it" in result.reason
     fake_control("_fail", handle.job_id)  # stop the orphan
+
+
+def test_slurm_job_that_only_squeue_lists_is_active_and_reattached_not_lost(
+    tmp_path: Path, fake_scheduler: Path
+) -> None:
+    first = SlurmExecutor(fast_settings(), tmp_path / "work", lost_grace_s=0.2)
+    handle = first.submit(make_job(tmp_path, "lagging", sleep_s=1.0))
+    fake_control("_hide", handle.job_id)  # sacct lags behind squeue, as after a fresh sbatch
+    second = SlurmExecutor(fast_settings(), tmp_path / "work", lost_grace_s=0.2)
+    assert second.reattach(handle)
+    deadline = time.monotonic() + 0.6
+    while time.monotonic() < deadline:  # well past the grace period
+        assert second.outcome(handle) is None
+        time.sleep(0.05)
+    fake_control("_unhide", handle.job_id)
+    assert second.wait([handle], timeout_s=WAIT_S)["lagging"].state == "succeeded"
+    assert len(runs(handle)) == 1
+
+
+def test_slurm_cancel_kills_the_running_step_before_cancelling_the_job(tmp_path: Path, fake_scheduler: Path) -> None:
+    ex = SlurmExecutor(fast_settings(), tmp_path / "work")
+    handle = ex.submit(make_job(tmp_path, "stubborn", mode="stubborn", sleep_s=30))
+    wait_started(handle, ex)
+    ex.cancel(handle)
+    job = json.loads((fake_scheduler / "jobs" / f"{handle.job_id}.json").read_text())
+    assert job["state"] == "FAILED"  # step 0 got SIGKILL; scancel alone would wait KillWait after SIGTERM
+    result = ex.wait([handle], timeout_s=WAIT_S)["stubborn"]
+    assert result.reason.startswith(f"cancelled by the controller (slurm job {handle.job_id}")
 
 
 def test_slurm_node_failure_names_the_state(tmp_path: Path, fake_scheduler: Path) -> None:

@@ -1,6 +1,6 @@
 """Fake Slurm and LSF commands for the executor tests (never a real scheduler).
 
-Each command on PATH (sbatch, srun, sacct, scancel, bsub, bjobs, bkill) is a two-line shell shim
+Each command on PATH (sbatch, srun, sacct, squeue, scancel, bsub, bjobs, bkill) is a two-line shell shim
 that runs this file. State lives in $FAKE_SCHED_DIR: ``jobs/<id>.json`` per job, a job-id counter,
 and control files the tests write:
 
@@ -11,7 +11,9 @@ and helper sub-commands the tests call directly (``python _fake_sched.py _lose I
 - ``_lose ID``: the job vanishes without running to the end (Slurm: state COMPLETED, the
   misleading state the executor must not trust; LSF: bjobs forgets it, "not found");
 - ``_fail ID``: the node dies (Slurm NODE_FAIL; LSF EXIT with exit code 1);
-- ``_forget ID``: Slurm only: sacct loses the record (state UNKNOWN from then on).
+- ``_forget ID``: Slurm only: sacct and squeue lose the record (state UNKNOWN from then on);
+- ``_hide ID`` / ``_unhide ID``: Slurm only: sacct does not list the job while squeue does, as a real
+  Slurm does for about a second after sbatch.
 
 A submitted job is run in the background by a detached runner (its own session, like setsid),
 which records RUNNING, runs the job script, and records the final state and exit code.
@@ -143,7 +145,7 @@ def sacct(args: list[str]) -> int:
     print("JobID|State|NodeList")
     for jid in ids:
         job = load(jid)
-        if job is None or job.get("forgotten"):
+        if job is None or job.get("forgotten") or job.get("sacct_hidden"):
             continue
         print(f"{jid}|{job['state']}|fakenode1")
         if job["state"] not in ("PENDING",):
@@ -151,12 +153,38 @@ def sacct(args: list[str]) -> int:
     return 0
 
 
+def squeue(args: list[str]) -> int:
+    """``squeue -h -o "%i|%T" -j ID,ID``: the jobs still queued or running (sacct may hide some)."""
+    ids = args[args.index("-j") + 1].split(",") if "-j" in args else []
+    listed = [(jid, job) for jid in ids if (job := load(jid)) is not None and not job.get("forgotten")]
+    listed = [(jid, job) for jid, job in listed if job["state"] in SLURM_ACTIVE]
+    if not listed:
+        print("slurm_load_jobs error: Invalid job id specified", file=sys.stderr)
+        return 1
+    for jid, job in listed:
+        print(f"{jid}|{job['state']}")
+    return 0
+
+
 def scancel(args: list[str]) -> int:
+    """``scancel ID`` cancels; ``scancel --signal=KILL ID.0`` kills the running step (the job then FAILED)."""
+    target = args[-1]
+    jid, _, step = target.partition(".")
     with locked():
-        job = load(args[0])
+        job = load(jid)
         if job is None:
-            print(f"scancel: error: Invalid job id {args[0]}", file=sys.stderr)
+            print(f"scancel: error: Invalid job id {target}", file=sys.stderr)
             return 1
+        if step:
+            if job["state"] != "RUNNING":
+                print(
+                    f"scancel: error: Kill job error on job step id {target}: Invalid job id specified", file=sys.stderr
+                )
+                return 1
+            job["state"], job["exit_code"] = "FAILED", 137
+            save(job)
+            kill_runner(job, signal.SIGKILL)
+            return 0
         if job["state"] in SLURM_ACTIVE:
             job["state"] = "CANCELLED by 0"
             save(job)
@@ -276,13 +304,16 @@ def control(action: str, jid: str) -> int:
             job["state"], job["exit_code"] = ("NODE_FAIL", 1) if slurm else ("EXIT", 1)
         elif action == "_forget":
             job["forgotten"] = True
+        elif action in ("_hide", "_unhide"):
+            job["sacct_hidden"] = action == "_hide"
         save(job)
-        if action != "_forget":
+        if action in ("_lose", "_fail"):
             kill_runner(job)
     return 0
 
 
-COMMANDS = {"sbatch": sbatch, "srun": srun, "sacct": sacct, "scancel": scancel, "bsub": bsub, "bjobs": bjobs}
+COMMANDS = {"sbatch": sbatch, "srun": srun, "sacct": sacct, "squeue": squeue, "scancel": scancel}
+COMMANDS.update(bsub=bsub, bjobs=bjobs)
 COMMANDS["bkill"] = bkill
 
 
@@ -290,7 +321,7 @@ def main(argv: list[str]) -> int:
     cmd, args = argv[0], argv[1:]
     if cmd == "_run":
         return run(args[0])
-    if cmd in ("_lose", "_fail", "_forget"):
+    if cmd in ("_lose", "_fail", "_forget", "_hide", "_unhide"):
         return control(cmd, args[0])
     return COMMANDS[cmd](args)
 
