@@ -344,6 +344,21 @@ def _base_trainable(view: RunView) -> dict | None:
         return None
 
 
+POLICIES = {
+    "anthropic": "LLM (Anthropic API)",
+    "claude-cli": "LLM (claude CLI)",
+    "replay": "replayed LLM transcripts",
+    "offline": "offline rule-based policy",
+    "optuna": "Optuna policy (TPE; study in optuna_study.jsonl)",
+}
+
+
+def run_policy(view: RunView) -> str:
+    """Which policy proposed the configs: the --llm choice of each start or resume in the journal."""
+    used = [e["llm"] for e in view.events if e["type"] in ("run_started", "run_resumed") and e.get("llm")]
+    return ", then ".join(POLICIES.get(name, name) for name in dict.fromkeys(used)) or "?"
+
+
 def header_section(view: RunView) -> str:
     totals = llm_totals(view)
     budget = view.claude.budget_usd
@@ -354,6 +369,7 @@ def header_section(view: RunView) -> str:
         ("iterations done", f"{len(view.results)} / {view.n_iterations} ({view.n_batches} batches of "
                             f"{view.claude.n_slots}, blocks of {view.claude.n_iter_block})"),
         ("failed iterations", str(sum(r.status == "failed" for r in view.results))),
+        ("policy", run_policy(view)),
         ("LLM backend", ", ".join(totals.backends) or str(view.info.get("llm", "?"))),
         ("LLM calls / tokens", f"{totals.calls} calls, {totals.input_tokens} in / {totals.output_tokens} out"),
         ("LLM cost", f"${totals.cost_usd:.2f}" + (f" of ${budget:.2f} budget" if budget is not None else "")),
