@@ -1,7 +1,7 @@
 """``python -m agent.run``: start or resume an LLM-steered exploration.
 
     python -m agent.run --instructions instruction_flyvis_62_1_gs_alternate.md \\
-        [--config FILE] [--run-dir DIR] [--iterations N] [--llm anthropic|claude-cli|replay|offline] \\
+        [--config FILE] [--run-dir DIR] [--iterations N] [--llm anthropic|claude-cli|replay|offline|optuna] \\
         [--resume | --fresh] [--review] [--executor local|slurm|lsf] [--budget-usd X]
 
 Every problem the user can fix is one line on stderr and a non-zero exit, before any compute.
