@@ -33,7 +33,7 @@ from agent.reply_check import PlannedSlot
 from agent.run_files import RunFiles, render_analysis, write_controller_files
 from agent.state import Seeds, SlotResult, digest_trajectory
 from agent.tree import block_of, block_range
-from experiment.records import ACTIVITY_PNG, R2_LOG, RecordError, read_metrics, read_r2_log
+from experiment.records import ACTIVITY_PNG, R2_LOG, SLOT_IMAGES, RecordError, read_metrics, read_r2_log
 
 LIVE_TICK_S = 5.0  # how often the live view refreshes while slots train
 
@@ -252,12 +252,19 @@ class Controller:
             for r in batch_results
             if r.status == "completed" and (self.files.slot_dir(r.iteration, r.slot) / ACTIVITY_PNG).exists()
         ]
+        kinds = ["activity", *self.claude.extra_images]  # extra images only where the slot wrote them
+        attached = [
+            (r, kind)
+            for r in shown
+            for kind in kinds
+            if kind == "activity" or (self.files.slot_dir(r.iteration, r.slot) / SLOT_IMAGES[kind]).is_file()
+        ]
         images = [
             ImageInput(
-                path=self.files.slot_dir(r.iteration, r.slot) / ACTIVITY_PNG,
-                label=f"slot {r.slot} (iteration {r.iteration}) activity",
+                path=self.files.slot_dir(r.iteration, r.slot) / SLOT_IMAGES[kind],
+                label=f"slot {r.slot} (iteration {r.iteration}) {kind}",
             )
-            for r in shown
+            for r, kind in attached
         ]
         image_slots = [r.slot for r in shown]
         prompt = render_batch_prompt(
@@ -275,6 +282,7 @@ class Controller:
                 memory_text=memory_text,
                 user_input=user_input,
                 image_slots=image_slots,
+                attached=[(r.slot, kind) for r, kind in attached],
             )
         )
         return prompt, images

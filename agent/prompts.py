@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agent.state import Seeds, SlotResult
 from agent.tree import best_node, block_of, block_range, render_ucb_scores, ucb_ranking
+from experiment.records import ROLLOUT_CLAMP, SLOT_IMAGES, TEST_R2_FLOOR
 from memory.documents import MemoryDocument
 from memory.variance import VarianceRow, config_ids, render_variance_table, variance_table
 
@@ -23,6 +24,23 @@ PROMPTS_DIR = Path(__file__).resolve().parents[1] / "prompts"
 TEMPLATES_DIR = PROMPTS_DIR / "templates"
 REPLY_FORMAT = "reply_format.md"
 METRIC_DIGITS = 4
+
+# What each slot image shows, as the batch prompt states it (keys of experiment.records.SLOT_IMAGES).
+IMAGE_DESCRIPTIONS: dict[str, str] = {
+    "activity": (
+        "the slot's training data as simulated, before any training: the voltage of the centre neuron of up to "
+        "12 cell types and the photoreceptor input over the first 800 frames. It depends only on the simulation "
+        "(simulation.seed) and shows nothing about the trained model."
+    ),
+    "w_scatter": (
+        "the trained model's corrected weights W* (y) against the true W (x), one dot per edge; edges more "
+        "than 5 off are left out, as in connectivity_R2 (its value is in the title)."
+    ),
+    "rollout": (
+        "the trained model's autonomous test rollout (dashed) against the true voltage (solid) for six neurons "
+        "of different types, on held-out stimulus without noise; the title says when it diverged."
+    ),
+}
 
 # Config line of a log entry: label -> training key.
 CONFIG_LINE_KEYS: tuple[tuple[str, str], ...] = (
@@ -139,6 +157,17 @@ def metrics_line(result: SlotResult) -> str:
     return "Metrics: " + ", ".join(vals)
 
 
+def rollout_lines(result: SlotResult) -> list[str]:
+    """A ``Test rollout: DIVERGED`` line when the slot's autonomous test rollout diverged (else nothing)."""
+    m = result.metrics if result.status == "completed" else None
+    if m is None or not m.rollout_diverged:
+        return []
+    return [
+        f"Test rollout: DIVERGED (the autonomous rollout reached the +-{ROLLOUT_CLAMP:g} voltage clamp; "
+        f"test_R2 is floored at {TEST_R2_FLOOR:g})"
+    ]
+
+
 def trajectory_lines(result: SlotResult) -> list[str]:
     """The entry's ``R2 trajectory:`` line (``n/a`` without R2 log rows) plus a phase detail line."""
     d = result.trajectory
@@ -247,6 +276,9 @@ class BatchPromptInput(BaseModel):
     image_slots: list[int] | None = Field(
         None, description="slots whose activity.png is attached, in attachment order (default: completed slots)"
     )
+    attached: list[tuple[int, str]] | None = Field(
+        None, description="(slot, image kind) in attachment order; overrides image_slots (kinds: SLOT_IMAGES)"
+    )
 
     @model_validator(mode="after")
     def _batch_present(self) -> BatchPromptInput:
@@ -279,6 +311,7 @@ def _slot_text(r: SlotResult, ids: dict[int, str], rows: dict[str, VarianceRow],
         config_line(r.trainable),
         f"Seeds: simulation.seed={r.seeds.simulation}, training.seed={r.seeds.training}",
         metrics_line(r),
+        *rollout_lines(r),
         *time_flag,
         *trajectory_lines(r),
         *(["Failed slot: the variance table counts it as 0 for every metric."] if r.status == "failed" else []),
@@ -290,13 +323,19 @@ def _slot_text(r: SlotResult, ids: dict[int, str], rows: dict[str, VarianceRow],
 
 def _images_text(ctx: BatchPromptInput, batch: list[SlotResult]) -> str:
     by_slot = {r.slot: r for r in batch}
-    slots = ctx.image_slots if ctx.image_slots is not None else [r.slot for r in batch if r.status == "completed"]
-    if not slots:
+    if ctx.attached is not None:
+        attached = ctx.attached
+    else:
+        slots = ctx.image_slots if ctx.image_slots is not None else [r.slot for r in batch if r.status == "completed"]
+        attached = [(s, "activity") for s in slots]
+    if not attached:
         return "No images attached."
-    lines = ["Attached images, in order (each slot's activity.png: true vs simulated traces of selected types):"]
-    for k, s in enumerate(slots, start=1):
+    lines = ["Attached images, in order:"]
+    for k, (s, kind) in enumerate(attached, start=1):
         it = by_slot[s].iteration if s in by_slot else "?"
-        lines.append(f"{k}. slot {s} (iteration {it}): activity.png")
+        lines.append(f"{k}. slot {s} (iteration {it}): {SLOT_IMAGES[kind]}")
+    kinds = [kind for kind in SLOT_IMAGES if any(kind == a for _, a in attached)]
+    lines += ["", "What they show:"] + [f"- {SLOT_IMAGES[kind]}: {IMAGE_DESCRIPTIONS[kind]}" for kind in kinds]
     return "\n".join(lines)
 
 

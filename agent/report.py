@@ -38,7 +38,7 @@ h1{margin-bottom:.2em}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin
 table{border-collapse:collapse;margin:.6em 0;font-size:13px}
 th,td{border:1px solid #ccc;padding:3px 7px;text-align:left;vertical-align:top}
 th{background:#f0f2f5}tr:nth-child(even) td{background:#fafafa}
-tr.failed td{background:#fde8e8}td.num{text-align:right;font-variant-numeric:tabular-nums}
+tr.failed td{background:#fde8e8}td.num{text-align:right;font-variant-numeric:tabular-nums}td.diverged{color:#b00020}
 .robust{color:#11772a;font-weight:600}.fragile{color:#b3261e;font-weight:600}.undecided{color:#8a6d00}
 img{max-width:100%;border:1px solid #ddd;margin:.4em 0}figure{margin:1em 0}figcaption{font-size:13px;color:#555}
 pre{background:#f6f8fa;padding:.7em;overflow-x:auto;font-size:12px}code{background:#f6f8fa;padding:0 2px}
@@ -235,6 +235,13 @@ def _num(value: float | None, digits: int = 3) -> str:
     return f'<td class="num">{value:.{digits}f}</td>'
 
 
+def _diverged(test_r2: float) -> str:
+    """The test_R2 cell of a slot whose autonomous test rollout diverged (test_R2 is floored at -1)."""
+    return (
+        f'<td class="num diverged" title="the test rollout reached the +-100 voltage clamp">{test_r2:.3f} diverged</td>'
+    )
+
+
 def _table_html(header: Iterable[str], rows: Iterable[str]) -> str:
     th = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     return f"<table><thead><tr>{th}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
@@ -261,7 +268,7 @@ def _result_row(r: SlotResult, config_id: str) -> str:
         cells.append(
             "<td>completed</td>"
             + "".join(_num(getattr(m, k)) for k in ("connectivity_R2", "tau_R2", "V_rest_R2", "cluster_accuracy"))
-            + _num(m.test_R2)
+            + (_diverged(m.test_R2) if m.rollout_diverged else _num(m.test_R2))
             + _num(m.test_pearson)
             + f"<td>{esc(traj)}</td><td class='num'>{m.training_time_min:.1f}{flag}</td>"
         )

@@ -137,6 +137,10 @@ class ClaudeConfig(_Section):
     ucb_reward: Literal["node", "replicate_mean"] = Field(
         "node", description="UCB reward: the node's conn_R2, or the mean over runs of its config"
     )
+    extra_images: list[Literal["w_scatter", "rollout"]] = Field(
+        default_factory=list,
+        description="slot images sent besides activity.png: W* vs W scatter, test rollout (~440 tokens each)",
+    )
 
     @model_validator(mode="after")
     def _blocks_end_at_batch_boundaries(self) -> ClaudeConfig:

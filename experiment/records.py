@@ -23,7 +23,11 @@ METRICS_JSON = "metrics.json"
 STATUS_JSON = "status.json"
 R2_LOG = "connectivity_r2.log"
 ACTIVITY_PNG = "activity.png"
+W_SCATTER_PNG = "W_corrected.png"
+ROLLOUT_PNG = "rollout.png"
 SLOT_LOG = "slot.log"
+# Images the LLM may be shown, by the name ``claude.extra_images`` uses (activity is always attached).
+SLOT_IMAGES = {"activity": ACTIVITY_PNG, "w_scatter": W_SCATTER_PNG, "rollout": ROLLOUT_PNG}
 
 _Record = TypeVar("_Record", bound=BaseModel)
 
@@ -45,6 +49,7 @@ class RecordError(ValueError):
 # test_R2 is reported no lower than this: a rollout that diverged scores e.g. -1e15 otherwise, a number
 # that says nothing the flag does not; values below -1 are all "worse than each neuron's mean".
 TEST_R2_FLOOR = -1.0
+ROLLOUT_CLAMP = 100.0  # the test rollout clamps voltages to +-this after every step (trainer.metrics.rollout)
 
 
 class Metrics(BaseModel):

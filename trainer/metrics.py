@@ -18,14 +18,14 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.mixture import GaussianMixture
 from torch import Tensor
 
-from experiment.records import TEST_R2_FLOOR
+from experiment.records import ROLLOUT_CLAMP, TEST_R2_FLOOR
 from trainer.model import FlyVisGNN
 
 GRID_POINTS = 1000  # voltages per neuron in every line fit
 GAIN_FRAMES = 8  # frames whose d lin_phi / d M is median-ed
 GAIN_LAST_MARGIN = 100  # the last gain frame is T - 100
 W_OUTLIER = 5.0  # connectivity_R2 drops edges with |W* - W| > 5
-ROLLOUT_BOUND = 100.0  # the rollout clamps voltages to +-100 after every step
+ROLLOUT_BOUND = ROLLOUT_CLAMP  # the rollout clamps voltages to +-100 after every step
 TRACE_EPS = 1e-8  # per-neuron std / sum of squares below this: Pearson / R2 undefined (NaN)
 CLUSTER_SEED = 42  # GaussianMixture random_state, fixed
 GMM_REG_COVAR = 1e-6  # sklearn's default; raised 10x per retry only if a fit fails

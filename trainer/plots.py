@@ -1,4 +1,4 @@
-"""Slot images (matplotlib Agg, each well under 1 Mpx): W, embedding, tau, V_rest, loss, R2 trajectory."""
+"""Slot images (matplotlib Agg, each well under 1 Mpx): W, embedding, tau, V_rest, loss, R2 trajectory, rollout."""
 
 from __future__ import annotations
 
@@ -36,10 +36,20 @@ def _subsample(n: int, seed: int = 0) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, MAX_SCATTER, replace=False))
 
 
-def scatter_true_learned(true: np.ndarray, learned: np.ndarray, title: str, label: str, path: Path) -> None:
-    """Learned against true with the identity line and R2 in the title."""
-    idx = _subsample(true.shape[0])
-    t, lrn = np.asarray(true)[idx], np.asarray(learned)[idx]
+def scatter_true_learned(
+    true: np.ndarray, learned: np.ndarray, title: str, label: str, path: Path, outlier: float | None = None
+) -> None:
+    """Learned against true with the identity line and R2 in the title.
+
+    With ``outlier``, points with |learned - true| > outlier are left out of the plot and of the R2 (the
+    connectivity_R2 rule), and the title says how many.
+    """
+    true, learned = np.asarray(true, dtype=np.float64), np.asarray(learned, dtype=np.float64)
+    keep = np.ones(true.shape[0], dtype=bool) if outlier is None else np.abs(learned - true) <= outlier
+    r2 = r2_score(learned[keep], true[keep])
+    t, lrn = true[keep], learned[keep]
+    idx = _subsample(t.shape[0])
+    t, lrn = t[idx], lrn[idx]
     ok = np.isfinite(t) & np.isfinite(lrn)
     fig, ax = plt.subplots(figsize=SIZE)
     ax.scatter(t[ok], lrn[ok], s=3, alpha=0.4, lw=0)
@@ -48,7 +58,8 @@ def scatter_true_learned(true: np.ndarray, learned: np.ndarray, title: str, labe
         ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
     ax.set_xlabel(f"true {label}")
     ax.set_ylabel(f"learned {label}")
-    ax.set_title(f"{title}  (R2 = {r2_score(lrn, t):.3f}, n = {t.size})")
+    dropped = f", {int((~keep).sum())} more than {outlier:g} off left out" if outlier is not None else ""
+    ax.set_title(f"{title}  (R2 = {r2:.3f}, n = {int(keep.sum())}{dropped})", fontsize=10)
     fig.tight_layout()
     _save(fig, path)
 
@@ -113,7 +124,15 @@ def r2_trajectory_plot(rows: Sequence[R2Row], spans: Sequence[tuple[int, int, Ph
     _save(fig, path)
 
 
-def rollout_plot(pred: np.ndarray, true: np.ndarray, types: np.ndarray, dt: float, path: Path, n_show: int = 6) -> None:
+def rollout_plot(
+    pred: np.ndarray,
+    true: np.ndarray,
+    types: np.ndarray,
+    dt: float,
+    path: Path,
+    n_show: int = 6,
+    diverged: bool = False,
+) -> None:
     """True (solid) and rolled-out (dashed) voltage of a few neurons of different types."""
     _, first = np.unique(types, return_index=True)
     pick = first[np.linspace(0, first.size - 1, min(n_show, first.size)).astype(int)]
@@ -122,9 +141,14 @@ def rollout_plot(pred: np.ndarray, true: np.ndarray, types: np.ndarray, dt: floa
     for k, i in enumerate(pick):
         off = 1.5 * k
         ax.plot(t, true[:, i] + off, color=f"C{k}", lw=1.0)
-        ax.plot(t, np.clip(pred[:, i], -1e3, 1e3) + off, color=f"C{k}", lw=1.0, ls="--")
+        ax.plot(t, pred[:, i] + off, color=f"C{k}", lw=1.0, ls="--")
+    if diverged and true.size:  # keep the true traces readable: the y range stops one trace height beyond them
+        shown = true[:, pick] + 1.5 * np.arange(len(pick))
+        lo, hi = float(np.min(shown)), float(np.max(shown))
+        ax.set_ylim(lo - 1.5, hi + 1.5)
     ax.set_xlabel("time (s)")
     ax.set_ylabel("voltage (offset per neuron)")
-    ax.set_title("test rollout: true (solid) vs GNN (dashed)")
+    state = " DIVERGED (reached the +-100 clamp)" if diverged else ""
+    ax.set_title(f"test rollout{state}: true (solid) vs GNN (dashed)")
     fig.tight_layout()
     _save(fig, path)

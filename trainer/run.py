@@ -15,10 +15,11 @@ import torch
 
 from experiment.atomic import atomic_write_bytes
 from experiment.config import ExperimentConfig, load_experiment
-from experiment.records import R2_LOG, write_metrics
+from experiment.records import R2_LOG, ROLLOUT_PNG, W_SCATTER_PNG, write_metrics
 from trainer import plots
 from trainer.cli import EXPECTED_ERRORS, base_parser, one_line, parse, with_iterations
 from trainer.data import Dataset, read_dataset
+from trainer.metrics import W_OUTLIER
 from trainer.model import EdgeMode
 from trainer.train import (
     Evaluation,
@@ -37,21 +38,23 @@ def write_images(out: Path, data: Dataset, ev: Evaluation, result: TrainResult, 
     """All slot images; returns their paths."""
     rec = ev.recovered
     paths = {
-        "W": out / "W_corrected.png",
+        "W": out / W_SCATTER_PNG,
         "emb": out / "embedding.png",
         "tau": out / "tau.png",
         "vrest": out / "V_rest.png",
         "loss": out / "loss.png",
         "r2": out / "connectivity_r2.png",
-        "roll": out / "rollout.png",
+        "roll": out / ROLLOUT_PNG,
     }
-    plots.scatter_true_learned(data.W, rec.W_corrected, "corrected W vs true W", "W", paths["W"])
+    plots.scatter_true_learned(data.W, rec.W_corrected, "corrected W* vs true W", "W", paths["W"], outlier=W_OUTLIER)
     plots.embedding_plot(rec.embedding, data.types, data.type_names, paths["emb"])
     plots.scatter_true_learned(data.tau, rec.tau, "tau from lin_phi", "tau", paths["tau"])
     plots.scatter_true_learned(data.V_rest, rec.V_rest, "V_rest from lin_phi", "V_rest", paths["vrest"])
     plots.loss_plot(result.losses, paths["loss"])
     plots.r2_trajectory_plot(result.r2_rows, result.phase_spans, result.niter, paths["r2"])
-    plots.rollout_plot(ev.rollout_pred, ev.rollout_true, data.types, dt, paths["roll"])
+    plots.rollout_plot(
+        ev.rollout_pred, ev.rollout_true, data.types, dt, paths["roll"], diverged=ev.metrics.rollout_diverged
+    )
     return list(paths.values())
 
 

@@ -124,6 +124,38 @@ def test_batch_prompt_names_images_in_attachment_order():
     assert "1. slot 3 (iteration 16): activity.png\n2. slot 0 (iteration 13): activity.png" in text
 
 
+def test_batch_prompt_describes_the_activity_image_as_data_not_model_output():
+    text = render_batch_prompt(_batch_ctx(13, 16, image_slots=[0]))
+    assert "activity.png: the slot's training data as simulated, before any training" in text
+    assert "shows nothing about the trained model" in text
+    assert "true vs simulated" not in text
+
+
+def test_batch_prompt_lists_extra_images_in_attachment_order_and_describes_each_kind():
+    text = render_batch_prompt(_batch_ctx(13, 16, attached=[(0, "activity"), (0, "w_scatter"), (1, "rollout")]))
+    assert (
+        "1. slot 0 (iteration 13): activity.png\n2. slot 0 (iteration 13): W_corrected.png\n"
+        "3. slot 1 (iteration 14): rollout.png\n" in text
+    )
+    assert "- W_corrected.png: the trained model's corrected weights W* (y) against the true W (x)" in text
+    assert "- rollout.png: the trained model's autonomous test rollout (dashed)" in text
+
+
+def test_diverged_rollout_gets_its_own_line_and_the_floored_test_r2():
+    ctx = _batch_ctx(13, 16)
+    r = next(r for r in ctx.results if r.iteration == 13)
+    assert r.metrics is not None
+    r.metrics = r.metrics.model_copy(update={"test_R2": -1.0, "rollout_diverged": True})
+    text = render_batch_prompt(ctx)
+    block = text.split("### Slot 0 (iteration 13)")[1].split("### Slot 1")[0]
+    assert "test_R2=-1.0000" in block
+    assert (
+        "Test rollout: DIVERGED (the autonomous rollout reached the +-100 voltage clamp; test_R2 is floored at -1)"
+        in block
+    )
+    assert text.count("Test rollout: DIVERGED") == 1
+
+
 def test_baseline_batches_demand_defaults_and_later_batches_demand_replicates():
     assert "batch 2 of 3 baseline batches" in render_batch_prompt(_batch_ctx(1, 4))
     assert "at least 2 of the 4 configs are replicates" in render_batch_prompt(_batch_ctx(13, 16))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.report import build_report, main, markdown_to_html
+from agent.report import _result_row, build_report, main, markdown_to_html
 from memory.variance import variance_table
 
 
@@ -82,3 +82,14 @@ def test_markdown_code_is_escaped_and_not_formatted() -> None:
 
 def test_markdown_keeps_line_breaks_inside_a_paragraph() -> None:
     assert markdown_to_html("Node: id=3\nMutation: x -> y") == "<p>Node: id=3<br>Mutation: x -&gt; y</p>"
+
+
+def test_report_marks_a_diverged_rollout_instead_of_its_score(synth) -> None:
+    r = synth._result(1)
+    assert r.metrics is not None
+    diverged = r.model_copy(
+        update={"metrics": r.metrics.model_copy(update={"test_R2": -1.0, "rollout_diverged": True})}
+    )
+    row = _result_row(diverged, "C1")
+    assert '<td class="num diverged"' in row and "-1.000 diverged</td>" in row
+    assert "diverged" not in _result_row(r, "C1")
