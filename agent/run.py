@@ -26,7 +26,7 @@ from agent.executors.base import Executor, JobHandle
 from agent.journal import Journal, JournalError, RunLock
 from agent.llm.base import LLMBackend, LLMError
 from agent.llm.budget import Budget
-from agent.llm.factory import BACKEND_NAMES, make_backend
+from agent.llm.factory import BACKEND_NAMES, make_backend, preflight
 from agent.offline_policy import offline_policy
 from agent.prompts import Instructions, PromptError, load_instructions
 from agent.run_files import RunFiles
@@ -176,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
             check_machine(config, config_path)
         planned_files = RunFiles(run_dir)  # paths only: nothing is written before the backends are ready
         backend, budget = make_llm(args, config, planned_files)
+        for warning in preflight(backend):  # key, model and CLI checked before any data generation
+            print(f"warning: {warning}", file=sys.stderr)
         executor = make_dispatch(args, config, planned_files)
         files = planned_files if resuming else create_run_dir(run_dir, config_path, instructions.name)
         base_config = files.base_config

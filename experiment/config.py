@@ -117,10 +117,13 @@ class ClaudeConfig(_Section):
     n_iterations: int = Field(48, ge=1, description="iterations of a run unless --iterations says otherwise")
     time_limit_min: float = Field(60.0, gt=0, description="a slot over this is flagged")
     baseline_batches: int = Field(3, ge=0, description="block-1 batches that run the defaults unchanged")
-    model: str = Field("claude-opus-4-1", description="model name sent to the API / claude CLI")
+    model: str = Field("claude-opus-5-5", description="model name sent to the API / claude CLI (docs/CONFIG.md)")
     max_tokens: int = Field(16000, ge=256, description="reply length limit; a reply cut there is a failed call")
     max_retries: int = Field(5, ge=0, le=20, description="SDK retries of 408/409/429/5xx/529")
     request_timeout_s: float = Field(600.0, gt=0, description="one API or CLI call")
+    cli_home: Literal["run", "user"] = Field(
+        "run", description="claude-cli: its home is a folder of the run, or 'user': your own (subscription login)"
+    )
     outage_deadline_min: float = Field(60.0, ge=0, description="total wait on overload/connection errors")
     prompt_cache: Literal["off", "5m", "1h"] = Field(
         "off", description="cache the system text (worth it when a batch takes < 1 h)"

@@ -117,6 +117,15 @@ def retry_after_s(err: BaseException | None) -> float | None:
     return None
 
 
+def sdk_deprecations() -> dict[str, str]:
+    """The installed SDK's own table of deprecated models and their end-of-life dates (empty if it has none)."""
+    try:
+        from anthropic._data import DEPRECATED_MODELS
+    except ImportError:
+        return {}
+    return dict(DEPRECATED_MODELS)
+
+
 def usage_of(message: Any) -> Usage:
     u = message.usage
     return Usage(
@@ -176,6 +185,59 @@ class AnthropicBackend(LLMBackend):
 
     def close(self) -> None:
         self.client.close()
+
+    # -- the preflight --------------------------------------------------------------------------
+    def preflight(self) -> list[str]:
+        """Ask the Models API about the key and ``claude.model`` before the run spends compute.
+
+        LLMConfigError (one line) when the key is rejected, the API cannot be reached, or the model is
+        unknown or retired (naming a current model); a warning when the model is deprecated.
+        """
+        try:
+            info = self.client.models.retrieve(self.model, timeout=min(self.timeout_s, 60.0))
+        except anthropic.APIStatusError as err:
+            if err.status_code in (401, 403):
+                raise LLMConfigError(
+                    self._clean(f"preflight: the API rejected ANTHROPIC_API_KEY ({self._describe(err)})")
+                ) from None
+            if err.status_code == 404:
+                raise LLMConfigError(
+                    f"claude.model: {self.model!r} is not a model the API knows (misspelt or retired); "
+                    f"use a current model such as {self._current_model()}"
+                ) from None
+            raise LLMConfigError(self._clean(f"preflight: Models API: {self._describe(err)}")) from None
+        except anthropic.APIConnectionError as err:
+            raise LLMConfigError(self._clean(f"preflight: cannot reach the API: {self._describe(err)}")) from None
+        lifecycle = getattr(info, "lifecycle", None)
+        retires = getattr(info, "retires_at", None)
+        when = f" on {retires:%Y-%m-%d}" if retires is not None else ""
+        if lifecycle == "retired":
+            raise LLMConfigError(
+                f"claude.model: {self.model!r} was retired{when}; use a current model such as {self._current_model()}"
+            )
+        eol = sdk_deprecations().get(self.model)
+        if lifecycle == "deprecated" or eol:
+            when = when or (f" on {eol}" if eol else "")
+            return [
+                f"claude.model: {self.model} is deprecated and retires{when}; "
+                f"switch to a current model such as {self._current_model()}"
+            ]
+        return []
+
+    def _current_model(self) -> str:
+        """The newest active model of the configured model's line (opus, sonnet, ...), else the newest active
+        one, from the Models API; the project's default when the list cannot be read."""
+        from experiment.config import ClaudeConfig
+
+        fallback = str(ClaudeConfig.model_fields["model"].default)
+        line = next((name for name in ("opus", "sonnet", "haiku") if name in self.model), None)
+        try:
+            active = [m for m in self.client.models.list(limit=100) if getattr(m, "lifecycle", "active") == "active"]
+        except anthropic.AnthropicError:
+            return fallback
+        same_line = [m for m in active if line is not None and getattr(m, "line", None) == line]
+        best = (same_line or active or [None])[0]
+        return best.id if best is not None else fallback
 
     # -- the call -------------------------------------------------------------------------------
     def complete(self, request: LLMRequest) -> LLMResponse:

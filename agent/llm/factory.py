@@ -22,6 +22,7 @@ from experiment.config import ClaudeConfig
 
 BackendName = Literal["anthropic", "claude-cli", "replay", "offline", "optuna"]
 BACKEND_NAMES: tuple[str, ...] = ("anthropic", "claude-cli", "replay", "offline", "optuna")
+CLI_HOME = "claude_home"  # the claude CLI's HOME in the run directory (claude.cli_home: run)
 
 
 def _inner_backend(
@@ -49,7 +50,13 @@ def _inner_backend(
     if name == "claude-cli":
         from agent.llm.claude_cli import ClaudeCliBackend
 
-        return ClaudeCliBackend(settings.model, settings.request_timeout_s, executable=claude_executable)
+        return ClaudeCliBackend(
+            settings.model,
+            settings.request_timeout_s,
+            executable=claude_executable,
+            home=None if settings.cli_home == "user" else (run_dir or Path.cwd()) / CLI_HOME,
+            max_retries=settings.max_retries,
+        )
     if name == "offline":
         if offline_policy is None:
             raise LLMConfigError("--llm offline: no offline policy was given to the backend factory")
@@ -98,3 +105,19 @@ def make_backend(
         budget = Budget(settings.budget_usd, settings.budget_tokens)
         budget.restore(store)
     return RecordingBackend(BudgetedBackend(inner, budget), store)
+
+
+def preflight(backend: LLMBackend) -> list[str]:
+    """Check, before any data generation or training, that the backend can answer at all.
+
+    The API backend asks the Models API about the key and the model; the CLI backend makes one tiny
+    call. Raises LLMConfigError (one line) when it cannot work; returns warnings (deprecated model,
+    the CLI answering with another model). Replay and offline backends need no check.
+    """
+    inner: object = backend
+    while not hasattr(inner, "preflight") and hasattr(inner, "inner"):
+        inner = inner.inner
+    check = getattr(inner, "preflight", None)
+    if check is None:
+        return []
+    return list(check())

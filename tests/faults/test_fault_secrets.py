@@ -63,6 +63,10 @@ class MockMessagesAPI:
         self.wire: list[httpx2.Request] = []
 
     def __call__(self, http: httpx2.Request) -> httpx2.Response:
+        if http.url.path.startswith("/v1/models/"):  # the preflight's Models API look-up of claude.model
+            model_id = http.url.path.rsplit("/", 1)[-1]
+            info = {"type": "model", "id": model_id, "display_name": model_id, "created_at": "2026-01-01T00:00:00Z"}
+            return httpx2.Response(200, json={**info, "lifecycle": "active"})
         self.wire.append(http)
         request = self.requests[-1]
         queue = self.script.get(request.call_id)

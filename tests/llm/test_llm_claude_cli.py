@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import stat
@@ -23,7 +24,8 @@ FAKE = textwrap.dedent(
     mode = os.environ.get("FAKE_CLAUDE_MODE", "ok")
     stdin = sys.stdin.read()
     with open(os.environ["FAKE_CLAUDE_LOG"], "w") as fh:
-        json.dump({{"argv": sys.argv[1:], "stdin": stdin, "cwd": os.getcwd()}}, fh)
+        env = {{k: v for k, v in os.environ.items() if k.startswith(("CLAUDE", "DISABLE", "HOME"))}}
+        json.dump({{"argv": sys.argv[1:], "stdin": stdin, "cwd": os.getcwd(), "env": env}}, fh)
     if mode == "sleep":
         time.sleep(30)
     if mode == "garbage":
@@ -42,6 +44,12 @@ FAKE = textwrap.dedent(
         result.update(subtype="error_during_execution", is_error=True, result="API Error: overloaded")
     if mode == "empty":
         result.update(result="")
+    if mode == "swap":
+        result.update(modelUsage={{"claude-other-1": {{"outputTokens": 80}}, "claude-tiny-0": {{"outputTokens": 3}}}})
+    if mode == "auth":
+        result.update(is_error=True, api_error_status=401, api_error_type="authentication_error",
+                      result="Invalid API key", modelUsage={{}})
+    print(json.dumps({{"type": "system", "subtype": "init"}}))
     print(json.dumps(result))
     """
 )
@@ -82,26 +90,59 @@ def test_cli_runs_headless_with_no_tools_and_the_prompt_on_stdin(fake_claude, tm
     ClaudeCliBackend("claude-test", timeout_s=30).complete(make_request(prompt="Analyse.", system="Rules."))
     seen = read_log(fake_claude)
     argv = seen["argv"]
-    assert argv[:3] == ["-p", "--output-format", "json"]
+    assert argv[:6] == ["-p", "--input-format", "stream-json", "--output-format", "stream-json", "--verbose"]
     assert argv[argv.index("--tools") + 1] == ""
     assert "--strict-mcp-config" in argv
     assert argv[argv.index("--model") + 1] == "claude-test"
     assert argv[argv.index("--system-prompt") + 1] == "Rules."
-    assert seen["stdin"] == "Analyse."
+    message = json.loads(seen["stdin"])
+    assert message["type"] == "user"
+    assert message["message"]["content"] == [{"type": "text", "text": "Analyse."}]
     assert not Path(seen["cwd"]).exists()  # an empty scratch folder, removed afterwards
 
 
-def test_cli_tells_the_model_which_images_are_unavailable(fake_claude, png):
+def test_cli_attaches_the_images_before_the_prompt(fake_claude, png):
     images = [
         ImageInput(path=png("a.png"), label="slot 0 activity"),
-        ImageInput(path=png("b.png"), label="slot 1 activity"),
+        ImageInput(path=png("b.png", seed=1), label="slot 1 activity"),
     ]
     ClaudeCliBackend("claude-test", timeout_s=30).complete(make_request(prompt="Analyse.", images=images))
-    stdin = read_log(fake_claude)["stdin"]
-    assert stdin.startswith("Analyse.")
-    assert "cannot attach images" in stdin
-    assert "- slot 0 activity" in stdin and "- slot 1 activity" in stdin
-    assert str(images[0].path) not in stdin
+    content = json.loads(read_log(fake_claude)["stdin"])["message"]["content"]
+    assert [block["type"] for block in content] == ["text", "image", "text", "image", "text"]
+    assert content[0]["text"] == "Image: slot 0 activity" and content[-1]["text"] == "Analyse."
+    assert content[1]["source"]["media_type"] == "image/png"
+    assert base64.b64decode(content[1]["source"]["data"]) == images[0].path.read_bytes()
+
+
+def test_cli_environment_bounds_the_call_and_keeps_it_off_other_hosts(fake_claude, tmp_path):
+    home = tmp_path / "run" / "claude_home"
+    ClaudeCliBackend("claude-test", timeout_s=30, home=home, max_retries=2).complete(make_request(max_tokens=3000))
+    env = read_log(fake_claude)["env"]
+    assert env["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] == "3000"
+    assert env["CLAUDE_CODE_MAX_RETRIES"] == "2"
+    assert env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] == "1"
+    assert env["CLAUDE_CODE_DISABLE_THINKING"] == "1"
+    assert env["HOME"] == str(home.resolve()) and home.is_dir()
+
+
+def test_cli_without_a_home_keeps_the_users_own(fake_claude, monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path / "me"))
+    ClaudeCliBackend("claude-test", timeout_s=30).complete(make_request())
+    assert read_log(fake_claude)["env"]["HOME"] == str(tmp_path / "me")
+
+
+def test_cli_response_names_the_model_that_really_answered(fake_claude, monkeypatch):
+    monkeypatch.setenv("FAKE_CLAUDE_MODE", "swap")
+    response = ClaudeCliBackend("claude-test", timeout_s=30).complete(make_request())
+    assert response.model == "claude-other-1"
+
+
+@pytest.mark.fault("llm")
+def test_cli_rejected_key_fails_saying_so(fake_claude, monkeypatch):
+    monkeypatch.setenv("FAKE_CLAUDE_MODE", "auth")
+    with pytest.raises(LLMCallFailed, match=r"authentication failed \(HTTP 401 authentication_error\)") as info:
+        ClaudeCliBackend("claude-test", timeout_s=30).complete(make_request())
+    assert "ANTHROPIC_API_KEY" in str(info.value) and "cli_home: user" in str(info.value)
 
 
 @pytest.mark.fault("llm")
