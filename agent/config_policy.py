@@ -24,6 +24,7 @@ from experiment.config import (
     GraphModelConfig,
     SimulationConfig,
     TrainingConfig,
+    exploration_overrides,
     parse_experiment,
 )
 from experiment.yaml_io import ExactFloat, load_yaml_text, roundtrip_dump, roundtrip_load
@@ -454,6 +455,15 @@ def load_slot_template(path: str | Path) -> SlotTemplate:
     except (OSError, UnicodeDecodeError) as err:
         raise ValueError(f"{path}: cannot read base config: {err}") from None
     config = parse_experiment(load_yaml_text(text, str(path)), str(path))
+    overrides = exploration_overrides(config)
+    if overrides:  # slots train with the claude: block's n_epochs / data_augmentation_loop (the reference's rule)
+        data = roundtrip_load(text, str(path))
+        if data.get("training") is None:
+            data["training"] = CommentedMap()
+        for key, value in overrides.items():
+            _set_key(data["training"], key, value, TrainingConfig)
+        text = roundtrip_dump(data)
+        config = parse_experiment(load_yaml_text(text, str(path)), str(path))
     return SlotTemplate(source=str(path), text=text, config=config, trainable=base_trainable(config))
 
 

@@ -79,22 +79,26 @@ class TrainingConfig(_Section):
     learning_rate_W_start: float = Field(6e-4, ge=0, le=1, description="W (active phase)")
     learning_rate_embedding_start: float = Field(1.55e-3, ge=0, le=1, description="embedding (active phase)")
 
-    coeff_edge_diff: float = Field(750.0, ge=0, le=1e6, description="monotonicity of lin_edge")
-    coeff_edge_norm: float = Field(0.0, ge=0, le=1e6, description="scale anchor of lin_edge at 2*xnorm")
-    coeff_edge_weight_L1: float = Field(0.28, ge=0, le=1e3)
+    # Defaults are the published flyvis_62_1_gs_alternate values (docs/PARITY.md).
+    coeff_edge_diff: float = Field(750.0, ge=0, le=1e6, description="monotonicity of lin_edge (not annealed)")
+    coeff_edge_norm: float = Field(0.9, ge=0, le=1e6, description="scale anchor of lin_edge at 2*xnorm (not annealed)")
+    coeff_edge_weight_L1: float = Field(0.29, ge=0, le=1e3, description="x (1 - exp(-rate**epoch)): 0.632 in epoch 0")
     coeff_edge_weight_L1_rate: float = Field(0.5, ge=0, le=100)
-    coeff_edge_weight_L2: float = Field(0.0, ge=0, le=1e3)
-    coeff_phi_weight_L1: float = Field(0.5, ge=0, le=1e3)
-    coeff_phi_weight_L1_rate: float = Field(0.5, ge=0, le=100)
-    coeff_phi_weight_L2: float = Field(0.0, ge=0, le=1e3)
-    coeff_W_L1: float = Field(0.0, ge=0, le=1e3)
+    coeff_edge_weight_L2: float = Field(0.0, ge=0, le=1e3, description="not annealed")
+    coeff_phi_weight_L1: float = Field(0.5, ge=0, le=1e3, description="x (1 - exp(-rate*epoch)): 0 in epoch 0")
+    coeff_phi_weight_L1_rate: float = Field(0.4, ge=0, le=100)
+    coeff_phi_weight_L2: float = Field(0.001, ge=0, le=1e3, description="not annealed")
+    coeff_W_L1: float = Field(3.3e-5, ge=0, le=1e3, description="x (1 - exp(-rate*epoch)): 0 in epoch 0")
     coeff_W_L1_rate: float = Field(0.5, ge=0, le=100)
-    coeff_W_L2: float = Field(0.0, ge=0, le=1e3)
+    coeff_W_L2: float = Field(2.5e-6, ge=0, le=1e3, description="not annealed")
 
     alternate_training: bool = Field(False, description="selects the alternating trainer")
     alternate_schedule: Literal["cyclic", "two_stage"] = "cyclic"
     n_alternations: int = Field(4, ge=1, le=64, description="W/V_rest cycles per epoch")
     alternate_vrest_ratio: float = Field(0.5, ge=0, le=1, description="V_rest-phase fraction of a cycle")
+    alternate_first_phase: Literal["W", "V_rest"] = Field(
+        "W", description="cyclic: the phase each cycle starts with (the reference: W)"
+    )
     alternate_lr_W: float = Field(6e-7, ge=0, le=1, description="W LR during the V_rest-phase")
     alternate_lr_edge: float = Field(1.2e-6, ge=0, le=1, description="lin_edge LR during the V_rest-phase")
     alternate_lr_update: float = Field(1.2e-6, ge=0, le=1, description="lin_phi LR during the W-phase")
@@ -115,6 +119,12 @@ class ClaudeConfig(_Section):
     ucb_c: float = Field(1.414, ge=0, description="exploration constant c of UCB = R2 + c*sqrt(N)/(1+visits)")
     n_slots: int = Field(4, ge=1, le=16, description="slots trained in parallel per batch (the protocol uses 4)")
     n_iterations: int = Field(48, ge=1, description="iterations of a run unless --iterations says otherwise")
+    n_epochs: int | None = Field(
+        None, ge=1, le=100, description="exploration slots train with training.n_epochs replaced by this"
+    )
+    data_augmentation_loop: int | None = Field(
+        None, ge=1, le=1000, description="exploration slots train with training.data_augmentation_loop replaced by this"
+    )
     time_limit_min: float = Field(60.0, gt=0, description="a slot over this is flagged")
     baseline_batches: int = Field(3, ge=0, description="block-1 batches that run the defaults unchanged")
     model: str = Field("claude-opus-5-5", description="model name sent to the API / claude CLI (docs/CONFIG.md)")
@@ -225,3 +235,13 @@ def load_experiment(path: str | Path) -> ExperimentConfig:
     from experiment.yaml_io import load_yaml_file
 
     return parse_experiment(load_yaml_file(path), str(path))
+
+
+def exploration_overrides(cfg: ExperimentConfig) -> dict[str, int]:
+    """``training:`` values the ``claude:`` block replaces in exploration slots.
+
+    The reference writes ``claude.n_epochs`` and ``claude.data_augmentation_loop`` into every slot config when an
+    exploration starts (so flyvis_62_1_gs_alternate slots train 160,000 iterations, not the standalone 128,000).
+    """
+    pairs = (("n_epochs", cfg.claude.n_epochs), ("data_augmentation_loop", cfg.claude.data_augmentation_loop))
+    return {key: value for key, value in pairs if value is not None}

@@ -17,12 +17,23 @@ from experiment.config import GraphModelConfig
 EdgeMode = Literal["node", "edge"]
 
 
+HIDDEN_INIT_STD = 0.1  # the reference's std for every layer after the first
+
+
 def make_mlp(n_in: int, hidden: int, n_out: int, n_layers: int) -> nn.Sequential:
-    """``n_layers`` linear layers with ReLU between them and a linear output (n_layers=1: one Linear)."""
+    """``n_layers`` linear layers with ReLU between them and a linear output (n_layers=1: one Linear).
+
+    Init as in the reference: the first layer keeps PyTorch's default; every later layer (hidden and output)
+    gets weights N(0, HIDDEN_INIT_STD^2) and zero biases.
+    """
     sizes = [n_in] + [hidden] * (n_layers - 1) + [n_out]
     layers: list[nn.Module] = []
     for k in range(n_layers):
-        layers.append(nn.Linear(sizes[k], sizes[k + 1]))
+        layer = nn.Linear(sizes[k], sizes[k + 1])
+        if k > 0:
+            nn.init.normal_(layer.weight, std=HIDDEN_INIT_STD)
+            nn.init.zeros_(layer.bias)
+        layers.append(layer)
         if k < n_layers - 1:
             layers.append(nn.ReLU())
     return nn.Sequential(*layers)

@@ -42,18 +42,23 @@ def base_lrs(cfg: TrainingConfig) -> dict[str, float]:
 
 
 def _cyclic_phase(iteration: int, niter: int, cfg: TrainingConfig) -> Phase:
+    """Cycle ``k`` spans ``[k*niter//n, (k+1)*niter//n)``; its W-phase is ``round(len * (1 - vrest_ratio))``
+    iterations, its V_rest-phase the rest; ``alternate_first_phase`` says which of the two comes first."""
     n_alt = min(cfg.n_alternations, niter)
     cycle = min(iteration * n_alt // niter, n_alt - 1)
     start, end = cycle * niter // n_alt, (cycle + 1) * niter // n_alt
     w_len = round((end - start) * (1.0 - cfg.alternate_vrest_ratio))
-    return "W" if iteration - start < w_len else "V_rest"
+    if cfg.alternate_first_phase == "W":
+        return "W" if iteration - start < w_len else "V_rest"
+    return "V_rest" if iteration - start < (end - start) - w_len else "W"
 
 
 def phase_lrs(iteration: int, niter: int, cfg: TrainingConfig) -> tuple[Phase, dict[str, float]]:
     """Phase and per-group LR for 0-based ``iteration`` of an epoch of ``niter`` iterations.
 
     Standard: phase ``-`` with the active LRs. Cyclic: ``n_alternations`` equal cycles, each a W-phase
-    then a V_rest-phase of ``alternate_vrest_ratio`` of the cycle. Two-stage: ``W`` (joint, all active
+    and a V_rest-phase of ``alternate_vrest_ratio`` of the cycle, in the order ``alternate_first_phase``
+    (the reference: W first). Two-stage: ``W`` (joint, all active
     LRs) for ``alternate_joint_ratio`` of the epoch, then ``V_rest`` with lin_edge and W at
     ``alternate_lr_ratio`` x their active LR.
     """

@@ -176,7 +176,7 @@ def _step(
     take = lambda a: torch.from_numpy(np.asarray(a[idx], dtype=np.float32)).to(device)  # noqa: E731
     v, y, stim = take(split.voltage), take(split.y), take(split.stimulus)
     loss = data_loss(model(v, stim), y)
-    for term in regularisers(model, v[0], cfg, epoch, xnorm).values():
+    for term in regularisers(model, v[-1], cfg, epoch, xnorm).values():  # last frame, as the reference
         loss = loss + term
     optimizer.zero_grad(set_to_none=True)
     loss.backward()

@@ -130,7 +130,7 @@ def test_string_number_is_rejected(base):
 
 def test_bool_is_not_a_number(base):
     assert check_edit(base, {"training": {"coeff_W_L1": True}}, SRC) == [
-        "slot 1: training.coeff_W_L1: 0.0 -> True: must be a number, got bool True"
+        "slot 1: training.coeff_W_L1: 3.3e-05 -> True: must be a number, got bool True"
     ]
 
 
@@ -160,6 +160,13 @@ def test_yaml_non_finite_literal_is_rejected(base):
 def test_literal_field_accepts_only_its_choices(base):
     assert check_edit(base, {"graph_model": {"w_init_mode": "ones"}}, SRC) == [
         "slot 1: graph_model.w_init_mode: zeros -> ones: must be one of zeros, randn_scaled, got string 'ones'"
+    ]
+
+
+def test_alternate_first_phase_is_explorable_with_its_two_choices(base):
+    assert check_edit(base, {"training": {"alternate_first_phase": "V_rest"}}, SRC) == []
+    assert check_edit(base, {"training": {"alternate_first_phase": "both"}}, SRC) == [
+        "slot 1: training.alternate_first_phase: W -> both: must be one of W, V_rest, got string 'both'"
     ]
 
 

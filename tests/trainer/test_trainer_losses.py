@@ -1,4 +1,4 @@
-"""Loss and regularisers: the norm, the L1 annealing choice, each coefficient's term."""
+"""Loss and regularisers: the norm, each coefficient's term (the parity hand computations: test_parity_training)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from experiment.config import GraphModelConfig, TrainingConfig
-from trainer.losses import data_loss, l1_anneal, regularisers
+from trainer.losses import data_loss, regularisers
 from trainer.model import FlyVisGNN
 
 ALL_ZERO = dict.fromkeys(
@@ -35,11 +35,6 @@ def test_data_loss_is_the_unsquared_unaveraged_l2_norm() -> None:
     assert data_loss(torch.tensor([[3.0, 0.0]]), torch.tensor([[0.0, 4.0]])).item() == pytest.approx(5.0)
 
 
-def test_l1_anneal_is_already_nonzero_in_epoch_zero() -> None:
-    assert l1_anneal(0.5, 0) == pytest.approx(1 - math.exp(-0.5))
-    assert l1_anneal(0.5, 3) == pytest.approx(1 - math.exp(-2.0))
-
-
 def test_zero_coefficients_add_no_terms() -> None:
     assert regularisers(_model(), torch.rand(2), TrainingConfig(**ALL_ZERO), 0, 0.5) == {}
 
@@ -51,7 +46,7 @@ def test_each_coefficient_adds_its_own_positive_term(key: str) -> None:
         model.lin_edge[0].weight.copy_(torch.tensor([[-1.0, 0.0, 0.0]]))
         model.lin_edge[0].bias.fill_(3.0)
     cfg = TrainingConfig(**{**ALL_ZERO, key: 1.0})
-    terms = regularisers(model, torch.tensor([0.5, 1.0]), cfg, 0, 0.5)
+    terms = regularisers(model, torch.tensor([0.5, 1.0]), cfg, 1, 0.5)  # epoch 1: every L1 anneal factor > 0
     assert list(terms) == [key]
     assert terms[key].item() > 0
 
@@ -59,5 +54,5 @@ def test_each_coefficient_adds_its_own_positive_term(key: str) -> None:
 def test_w_l1_term_is_coefficient_times_anneal_times_abs_sum() -> None:
     model = _model()
     cfg = TrainingConfig(**{**ALL_ZERO, "coeff_W_L1": 2.0, "coeff_W_L1_rate": 0.5})
-    got = regularisers(model, torch.rand(2), cfg, 1, 0.5)["coeff_W_L1"].item()
+    got = regularisers(model, torch.rand(2), cfg, 2, 0.5)["coeff_W_L1"].item()
     assert got == pytest.approx(2.0 * (1 - math.exp(-1.0)) * model.W.abs().sum().item(), rel=1e-6)
