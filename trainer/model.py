@@ -1,20 +1,27 @@
 """The GNN: ``y_hat_i = lin_phi(v_i, a_i, sum_j W_ij * lin_edge(v_j, a_j)^2, I_i)`` (MODEL.md section 4).
 
-A batch of B frames is B disjoint copies of the graph (torch_geometric ``Batch`` offsets: frame b's
-neuron i is node ``b*N + i``), so one flat gather/scatter serves the whole batch.
+The default ``edge_mode="sparse"`` evaluates lin_edge once per neuron and frame and aggregates the
+messages of all B frames at once, ``M (N, B) = A(W) @ g (N, B)`` with A the (N, N) target-by-source
+matrix (CSR on the CPU, gather/index_add on CUDA, where the ops capture into CUDA graphs and compile).
+The MLPs run through ``mlp_apply``: one autograd node per MLP with a hand-written backward (in-place
+ReLU, no outer-product or skinny matmuls), the same function as ``nn.Sequential`` up to float rounding.
+The previous version (``"node"``: a batch is B disjoint graph copies, node ``b*N + i``, one flat
+gather/scatter) and the per-edge one (``"edge"``) are kept for the benchmark and the equivalence tests.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import warnings
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 from torch_geometric.utils import scatter
 
 from experiment.config import GraphModelConfig
 
-EdgeMode = Literal["node", "edge"]
+EdgeMode = Literal["sparse", "node", "edge"]
 
 
 HIDDEN_INIT_STD = 0.1  # the reference's std for every layer after the first
@@ -39,6 +46,176 @@ def make_mlp(n_in: int, hidden: int, n_out: int, n_layers: int) -> nn.Sequential
     return nn.Sequential(*layers)
 
 
+def mlp_layers(mlp: nn.Sequential) -> list[nn.Linear] | None:
+    """The Linear layers of a ``Linear (ReLU Linear)*`` stack, or None for any other structure."""
+    mods = list(mlp)
+    if not mods or len(mods) % 2 == 0:
+        return None
+    ok = all(isinstance(m, nn.Linear) for m in mods[::2]) and all(type(m) is nn.ReLU for m in mods[1::2])
+    return [m for m in mods[::2] if isinstance(m, nn.Linear)] if ok else None
+
+
+class _FusedMLP(torch.autograd.Function):
+    """``Linear (ReLU Linear)*`` with one output column as a single autograd node.
+
+    Forward keeps only the post-ReLU activations (ReLU in place on the addmm output). Backward uses
+    the layouts that are fast for the skinny first and last layers: ``(x^T d)^T`` for the first
+    layer's weight gradient, ``F.linear(d, W^T)`` for its input gradient, a broadcast product instead
+    of an (M, 1) x (1, H) matmul for the last layer; the input gradient only when it is needed.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, *params: Tensor) -> Tensor:
+        weights, biases = params[0::2], params[1::2]
+        dnn = _use_onednn(x)
+        acts = [x]
+        h = x
+        for w, b in zip(weights[:-1], biases[:-1], strict=True):
+            h = _onednn_linear(h, w, b, "relu") if dnn else torch.addmm(b, h, w.t()).relu_()
+            acts.append(h)
+        out = torch.addmm(biases[-1], h, weights[-1].t()).squeeze(-1)
+        ctx.save_for_backward(*acts, *weights)
+        ctx.n_layers, ctx.dnn = len(weights), dnn
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
+        saved = ctx.saved_tensors
+        n = ctx.n_layers
+        acts, weights = saved[:n], saved[n:]
+        grads: list[Tensor | None] = [None] * (2 * n)
+        d = grad_out.unsqueeze(-1)  # (M, out=1)
+        dx: Tensor | None = None
+        for k in range(n - 1, -1, -1):
+            h_in, w = acts[k], weights[k]
+            out_dim, in_dim = w.shape
+            if out_dim == 1:
+                grads[2 * k] = torch.mv(h_in.t(), d.squeeze(-1)).unsqueeze(0)
+            elif in_dim < out_dim:
+                grads[2 * k] = (h_in.t() @ d).t()
+            else:
+                grads[2 * k] = d.t() @ h_in
+            grads[2 * k + 1] = d.sum(0)
+            if k == 0 and not ctx.needs_input_grad[0]:
+                break
+            if out_dim == 1:
+                d_in = d * w  # (M, 1) * (1, in): the outer product without a K=1 matmul
+            elif ctx.dnn:
+                d_in = _onednn_linear(d, w.t().contiguous(), None, "none")
+            elif in_dim < out_dim:
+                d_in = F.linear(d, w.t().contiguous())
+            else:
+                d_in = d @ w
+            if k == 0:
+                dx = d_in
+            else:
+                d = torch.ops.aten.threshold_backward(d_in, acts[k], 0)
+        return (dx, *grads)
+
+
+_ONEDNN_OK: bool | None = None
+
+
+def _onednn_linear(x: Tensor, w: Tensor, b: Tensor | None, act: str) -> Tensor:
+    """``act(x @ w^T + b)`` through oneDNN (mkldnn), act ``"relu"`` or ``"none"``; x, w dense float32 CPU."""
+    return torch.ops.mkldnn._linear_pointwise(x, w, b, act, [], "")
+
+
+def _use_onednn(x: Tensor) -> bool:
+    """oneDNN for the float32 CPU matmuls: MKL's sgemm takes a slow path for (M, 80) x (80, 80) on AMD
+    CPUs (2x the CPU time, 5x the wall time under load, measured on this project's machine); checked
+    once against addmm, so a torch build without the op (or with another signature) falls back."""
+    global _ONEDNN_OK
+    if x.device.type != "cpu" or x.dtype != torch.float32:
+        return False
+    if _ONEDNN_OK is None:
+        try:
+            g = torch.Generator().manual_seed(0)
+            xs, ws, bs = torch.randn(5, 4, generator=g), torch.randn(3, 4, generator=g), torch.randn(3, generator=g)
+            ok = torch.allclose(_onednn_linear(xs, ws, bs, "relu"), torch.relu(torch.addmm(bs, xs, ws.t())), atol=1e-5)
+            _ONEDNN_OK = bool(ok and torch.backends.mkldnn.is_available())
+        except (AttributeError, RuntimeError, NotImplementedError):
+            _ONEDNN_OK = False
+    return _ONEDNN_OK
+
+
+def mlp_apply(mlp: nn.Sequential, x: Tensor) -> Tensor:
+    """``mlp(x).squeeze(-1)`` for x (..., n_in) through ``_FusedMLP`` (plain modules for other structures)."""
+    layers = mlp_layers(mlp)
+    if layers is None or layers[-1].out_features != 1:
+        return mlp(x).squeeze(-1)
+    lead = x.shape[:-1]
+    params = [t for layer in layers for t in (layer.weight, layer.bias)]
+    return _FusedMLP.apply(x.reshape(-1, x.shape[-1]), *params).reshape(lead)
+
+
+def _csr(ptr: Tensor, cols: Tensor, values: Tensor, n: int) -> Tensor:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
+        return torch.sparse_csr_tensor(ptr, cols, values, (n, n), check_invariants=False)
+
+
+class _CsrAggregate(torch.autograd.Function):
+    """``M (N, B) = A(W) @ g (N, B)``, ``A[dst, src] = W``, with both CSR orders precomputed.
+
+    Backward: ``dg = A^T @ dM`` (the source-ordered CSR) and ``dW_e = sum_b dM[dst_e, b] g[src_e, b]``.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, g: Tensor, W: Tensor, graph: EdgeGraph) -> Tensor:
+        ctx.save_for_backward(g, W)
+        ctx.graph = graph
+        return torch.sparse.mm(_csr(graph.in_ptr, graph.in_src, W.index_select(0, graph.in_perm), graph.n), g)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        g, W = ctx.saved_tensors
+        graph: EdgeGraph = ctx.graph
+        grad = grad.contiguous()
+        dg = dW = None
+        if ctx.needs_input_grad[0]:
+            dg = torch.sparse.mm(_csr(graph.out_ptr, graph.out_dst, W.index_select(0, graph.out_perm), graph.n), grad)
+        if ctx.needs_input_grad[1]:
+            gt, dt = g.t().contiguous(), grad.t().contiguous()  # (B, N): long gathers along dim 1 are 3x faster
+            dW = (dt.index_select(1, graph.dst) * gt.index_select(1, graph.src)).sum(0)
+        return dg, dW, None
+
+
+class EdgeGraph(nn.Module):
+    """Index structures for the sparse aggregation: edge order as given, by target and by source."""
+
+    def __init__(self, edge_index: Tensor, n_nodes: int) -> None:
+        super().__init__()
+        self.n = int(n_nodes)
+        src, dst = edge_index[0].long(), edge_index[1].long()
+        in_perm = torch.argsort(dst * self.n + src)  # rows by target, columns sorted inside a row
+        out_perm = torch.argsort(src * self.n + dst)
+        for name, t in {
+            "src": src,
+            "dst": dst,
+            "in_perm": in_perm,
+            "in_src": src[in_perm],
+            "in_ptr": _ptr(dst, self.n),
+            "out_perm": out_perm,
+            "out_dst": dst[out_perm],
+            "out_ptr": _ptr(src, self.n),
+        }.items():
+            self.register_buffer(name, t.contiguous(), persistent=False)
+
+    def aggregate(self, g: Tensor, W: Tensor) -> Tensor:
+        """Messages (N, B) from lin_edge outputs g (N, B) and weights W (E,)."""
+        if g.device.type == "cpu":
+            return _CsrAggregate.apply(g.contiguous(), W, self)
+        msg = g.index_select(0, self.src) * W.unsqueeze(1)
+        return g.new_zeros(g.shape).index_add_(0, self.dst, msg)
+
+
+def _ptr(rows: Tensor, n: int) -> Tensor:
+    """CSR row pointer (n + 1,) for sorted-by-row ``rows``."""
+    counts = torch.bincount(rows, minlength=n)
+    return torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
+
+
 def batch_edge_index(edge_index: Tensor, batch_size: int, n_nodes: int) -> Tensor:
     """Edge index of ``batch_size`` disjoint graph copies: copy b's nodes are offset by ``b * n_nodes``."""
     offsets = torch.arange(batch_size, device=edge_index.device).repeat_interleave(edge_index.shape[1]) * n_nodes
@@ -48,8 +225,9 @@ def batch_edge_index(edge_index: Tensor, batch_size: int, n_nodes: int) -> Tenso
 class FlyVisGNN(nn.Module):
     """Message-passing model of ``dv/dt`` with a per-edge weight ``W`` and a per-neuron embedding ``a``.
 
-    ``edge_mode="node"`` evaluates lin_edge once per neuron and gathers it per edge (same math as
-    ``"edge"``, which evaluates it per edge; kept for the benchmark ratio and the equivalence test).
+    ``edge_mode``: ``"sparse"`` (default) evaluates lin_edge once per neuron and frame and aggregates
+    with ``EdgeGraph``; ``"node"`` (the previous version) and ``"edge"`` (lin_edge per edge) compute the
+    same function and are kept for the benchmark ratio and the equivalence tests.
     """
 
     def __init__(
@@ -60,7 +238,7 @@ class FlyVisGNN(nn.Module):
         n_input: int,
         *,
         seed: int = 0,
-        edge_mode: EdgeMode = "node",
+        edge_mode: EdgeMode = "sparse",
     ) -> None:
         super().__init__()
         if edge_index.ndim != 2 or edge_index.shape[0] != 2:
@@ -83,19 +261,25 @@ class FlyVisGNN(nn.Module):
         self.W = nn.Parameter(w0)
         self.register_buffer("edge_index", edge_index.to(torch.long).contiguous(), persistent=False)
         self._batched: dict[int, Tensor] = {}
+        self.graph = EdgeGraph(self.edge_index, self.n_neurons) if edge_mode == "sparse" else None
 
     # -- building blocks -------------------------------------------------------------------
+    def _mlp(self, mlp: nn.Sequential, x: Tensor) -> Tensor:
+        return mlp_apply(mlp, x) if self.edge_mode == "sparse" else mlp(x).squeeze(-1)
+
     def edge_fn(self, v: Tensor, a: Tensor) -> Tensor:
         """lin_edge(v, a), squared when ``lin_edge_positive``; v (...,), a (..., emb) -> (...,)."""
-        g = self.lin_edge(torch.cat([v.unsqueeze(-1), a], dim=-1)).squeeze(-1)
+        g = self._mlp(self.lin_edge, torch.cat([v.unsqueeze(-1), a], dim=-1))
         return g * g if self.lin_edge_positive else g
 
     def phi(self, v: Tensor, a: Tensor, msg: Tensor, stim: Tensor) -> Tensor:
         """lin_phi(v, a, M, I) -> (...,)."""
-        return self.lin_phi(torch.cat([v.unsqueeze(-1), a, msg.unsqueeze(-1), stim.unsqueeze(-1)], dim=-1)).squeeze(-1)
+        return self._mlp(self.lin_phi, torch.cat([v.unsqueeze(-1), a, msg.unsqueeze(-1), stim.unsqueeze(-1)], dim=-1))
 
     def full_stimulus(self, stim: Tensor) -> Tensor:
         """Photoreceptor input (B, n_input) -> (B, N) with zeros for the other neurons."""
+        if self.edge_mode == "sparse":
+            return F.pad(stim, (0, self.n_neurons - self.n_input))
         out = stim.new_zeros(stim.shape[0], self.n_neurons)
         out[:, : self.n_input] = stim
         return out
@@ -111,6 +295,10 @@ class FlyVisGNN(nn.Module):
     def messages(self, v: Tensor) -> Tensor:
         """Aggregated messages M (B, N) for voltages v (B, N)."""
         bsz, n = v.shape
+        if self.graph is not None:
+            # lin_edge on (N, B, 1 + emb): the aggregation then works on (N, B) columns, no batched edge copies
+            g = self.edge_fn(v.t(), self.a.unsqueeze(1).expand(n, bsz, -1))
+            return self.graph.aggregate(g, self.W).t()
         ei = self._batch_edges(bsz)
         src, dst = ei[0], ei[1]
         a_flat = self.a.repeat(bsz, 1)
