@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agent.claims import CV_TOL, ClaimFacts, check_entry_claims, metric_tolerance
 from agent.config_policy import (
     BASELINE_MUTATION,
     SECTIONS,
@@ -50,10 +51,7 @@ from experiment.records import METRIC_KEYS
 from memory.documents import MemoryDocument, MemoryDocumentError
 from memory.variance import VarianceRow, config_key, variance_table
 
-METRIC_TOL = 5e-4  # plus half a unit of the printed digits, at most METRIC_TOL (3 decimals needed)
-TIME_TOL_MIN, TIME_RTOL = 0.5, 0.25  # training_time_min is a wall-clock reading
-TRAJECTORY_TOL = 5e-3
-CV_TOL = 0.5  # percentage points
+TRAJECTORY_TOL = 5e-3  # metric tolerances (METRIC_TOL, TIME_TOL_MIN, CV_TOL) live in agent.claims
 MUTATION_RTOL = 1e-6
 CONVERGED, PARTIAL = 0.8, 0.3
 TOP_CONFIGS, TOP_MIN_RUNS = 3, 3
@@ -238,14 +236,6 @@ def _check_config_line(e: IterEntry, r: SlotResult) -> list[str]:
     return errors
 
 
-def _metric_tolerance(key: str, measured: float, printed: Printed) -> float:
-    """How far a copied metric may be from the measured one: rounding for the R2-type metrics; for the
-    wall-clock training time, half a minute or a quarter of it (a re-run never takes exactly as long)."""
-    if key == "training_time_min":
-        return max(TIME_TOL_MIN, TIME_RTOL * abs(measured))
-    return METRIC_TOL + min(printed.half_unit, METRIC_TOL)
-
-
 def _check_metrics(e: IterEntry, r: SlotResult) -> list[str]:
     where = f"Iter {e.iteration}: Metrics"
     if r.metrics is None:
@@ -259,7 +249,7 @@ def _check_metrics(e: IterEntry, r: SlotResult) -> list[str]:
     for key, printed in e.metrics.items():
         if key not in measured:
             errors.append(f"{where}: '{key}' is not a measured metric (hallucinated metric)")
-        elif abs(printed.value - measured[key]) > _metric_tolerance(key, measured[key], printed):
+        elif abs(printed.value - measured[key]) > metric_tolerance(key, measured[key], printed.half_unit):
             errors.append(f"{where}: {key}={printed.text} but measured {_num(measured[key])}")
     return errors
 
@@ -382,6 +372,7 @@ def _check_entries(reply: Reply, ctx: ReplyContext) -> list[str]:
     known.update({r.iteration: r for r in ctx.batch_results})
     batch = {r.iteration for r in ctx.batch_results}
     rows = ctx.rows() if ctx.batch_results else []
+    facts = ClaimFacts(results=known, rows=rows)
     by_iter: dict[int, IterEntry] = {}
     for e in reply.entries:
         by_iter.setdefault(e.iteration, e)
@@ -398,6 +389,7 @@ def _check_entries(reply: Reply, ctx: ReplyContext) -> list[str]:
         errors += _check_mutation(e, r, known, ctx.base_trainable)
         errors += _check_variance(e, r, rows)
         errors += _check_next(e, batch, known)
+        errors += check_entry_claims(e.iteration, e.text, r, facts)
     return errors
 
 
@@ -569,6 +561,8 @@ def _resolve(reply: Reply, ctx: ReplyContext) -> tuple[list[PlannedSlot], list[s
 def validate_reply(reply: Reply, ctx: ReplyContext) -> list[str]:
     """Every problem of a parsed reply (parse errors included); an empty list means accepted."""
     errors = list(reply.errors)
+    if reply.too_large:
+        return errors  # not read: one size error, no "missing" errors about parts never looked at
     errors += _check_entries(reply, ctx)
     errors += _check_memory(reply)
     errors += _resolve(reply, ctx)[1]

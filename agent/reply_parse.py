@@ -18,7 +18,7 @@ from agent.state import ROOT, Parent
 from experiment.yaml_io import YamlError, load_yaml_text
 from memory.documents import LLM_SECTIONS, REQUIRED_CONTROLLER_SECTIONS
 
-MAX_REPLY_CHARS = 1_000_000
+MAX_REPLY_CHARS = 200_000  # a 4-slot reply is ~20 kB; 16,000 tokens are ~64 kB of text
 MAX_CONFIG_BLOCK_BYTES = 16 * 1024
 MAX_ID_DIGITS = 9  # node ids, slots and run counts; longer digit strings are errors, never int() calls
 MAX_EXPONENT = 308  # printed numbers beyond the float range are errors
@@ -177,6 +177,7 @@ class Reply(BaseModel):
     memory: dict[str, str] = Field(default_factory=dict)
     proposals: list[ConfigProposal] = Field(default_factory=list)
     errors: list[str] = Field(default_factory=list)
+    too_large: bool = Field(False, description="over MAX_REPLY_CHARS: not read; errors holds the one size error")
 
 
 class ReplyRejected(ValueError):
@@ -218,6 +219,16 @@ def parse_parent(text: str) -> Parent:
     if not is_id(text):
         raise ValueError(f"parent must be 'root' or a node id, got '{shorten(text)}'")
     return int(text)
+
+
+def size_error(n_chars: int) -> str | None:
+    """The one error of a reply over MAX_REPLY_CHARS (None when it is within the limit); costs no parsing."""
+    if n_chars <= MAX_REPLY_CHARS:
+        return None
+    return (
+        f"reply: {n_chars:,} characters, over the limit of {MAX_REPLY_CHARS:,}; it was not read "
+        "(a reply holds the entries, the memory sections and the config blocks, nothing else)"
+    )
 
 
 def shorten(text: str, limit: int = 40) -> str:
@@ -474,10 +485,11 @@ def _parse_proposal(attrs: str, body: str, errors: list[str]) -> ConfigProposal 
 
 def _parse_overlay(body: str, label: str, problems: list[str]) -> dict[str, Any] | None:
     body = body.removeprefix("\r").removeprefix("\n")  # line 1 = the first line inside the block
-    text = "\n".join("" if _FENCE.match(ln) else ln for ln in body.splitlines())
-    if len(text.encode("utf-8", "replace")) > MAX_CONFIG_BLOCK_BYTES:
-        problems.append(f"{label}: config block larger than {MAX_CONFIG_BLOCK_BYTES} bytes")
+    size = len(body.encode("utf-8", "replace"))
+    if size > MAX_CONFIG_BLOCK_BYTES:  # refused unread
+        problems.append(f"{label}: config block of {size:,} bytes, over the limit of {MAX_CONFIG_BLOCK_BYTES:,}")
         return None
+    text = "\n".join("" if _FENCE.match(ln) else ln for ln in body.splitlines())
     if not text.strip():
         return {}
     try:
@@ -517,8 +529,8 @@ def parse_reply(text: str) -> Reply:
     errors: list[str] = []
     if not isinstance(text, str):
         return Reply(errors=["reply: not text"])
-    if len(text) > MAX_REPLY_CHARS:
-        return Reply(errors=[f"reply: longer than {MAX_REPLY_CHARS} characters"])
+    if (too_large := size_error(len(text))) is not None:
+        return Reply(errors=[too_large], too_large=True)
     entry_blocks = _blocks(text, "entries", errors)
     if len(entry_blocks) > 1:
         errors.append(f"<entries>: given {len(entry_blocks)} times, expected once")

@@ -1,17 +1,21 @@
 """YAML in and out: strict safe loading, and comment-preserving round trips for slot configs.
 
 YAML 1.2 (ruamel) reads ``6e-7`` as a float, unlike YAML 1.1 (PyYAML). Anchors, aliases, custom
-tags and oversized documents are refused: configs come from an LLM and must stay plain data.
+tags, duplicate keys and oversized documents are refused: configs come from an LLM and must stay plain
+data. Every refusal is one line, ``SOURCE: line N: key 'a.b': problem`` (the key when one is known), never
+the library's multi-line dump: duplicate key / duplicate section (a repeated top-level key), bad indentation,
+tab character, anchors, aliases, tags.
 """
 
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.events import MappingEndEvent, MappingStartEvent, SequenceEndEvent, SequenceStartEvent
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
@@ -31,29 +35,84 @@ _PLAIN_TAGS = {
 }
 
 
+_KEY_LINE = re.compile(r"""^(?P<indent>[ \t]*)(?:-[ \t]+)*(?P<key>'[^']*'|"[^"]*"|[^\s#:'"\-][^:#]*?)[ \t]*:(?:\s|$)""")
+_ONE_LINE_PROBLEMS = (  # the library's problem text -> our words
+    ("found character '\\t'", "tab character (indent with spaces)"),
+    ("mapping values are not allowed", "bad indentation (or a missing space after ':')"),
+    ("expected <block end>", "bad indentation"),
+    ("did not find expected key", "bad indentation"),
+    ("could not find expected ':'", "bad indentation (or a key without ':')"),
+    ("found undefined alias", "aliases are not allowed"),
+    ("found duplicate key", "duplicate key"),
+)
+
+
 class YamlError(ValueError):
     """A YAML text is malformed or uses a forbidden feature; one line naming the source."""
 
 
-def _check_plain(node: Node, source: str, seen: set[int]) -> None:
+def _where(source: str, line: int, key: str) -> str:
+    return f"{source}: line {line}: key '{key}'" if key else f"{source}: line {line}"
+
+
+def _check_plain(node: Node, source: str, seen: set[int], key: str = "") -> None:
+    where = _where(source, node.start_mark.line + 1, key)
     if id(node) in seen:
-        raise YamlError(f"{source}: line {node.start_mark.line + 1}: aliases are not allowed")
+        raise YamlError(f"{where}: aliases are not allowed")
     seen.add(id(node))
     if getattr(node, "anchor", None):
-        raise YamlError(f"{source}: line {node.start_mark.line + 1}: anchors are not allowed")
+        raise YamlError(f"{where}: anchors are not allowed")
     if node.tag not in _PLAIN_TAGS:
-        raise YamlError(f"{source}: line {node.start_mark.line + 1}: tag {node.tag!r} is not allowed")
+        raise YamlError(f"{where}: tag {node.tag!r} is not allowed")
     if node.tag == "tag:yaml.org,2002:int" and len(node.value) > MAX_INT_CHARS:
-        raise YamlError(f"{source}: line {node.start_mark.line + 1}: integer longer than {MAX_INT_CHARS} characters")
+        raise YamlError(f"{where}: integer longer than {MAX_INT_CHARS} characters")
     if isinstance(node, MappingNode):
-        for key, value in node.value:
-            if not isinstance(key, ScalarNode):
-                raise YamlError(f"{source}: line {key.start_mark.line + 1}: mapping keys must be plain scalars")
-            _check_plain(key, source, seen)
-            _check_plain(value, source, seen)
+        names: set[str] = set()
+        for k, value in node.value:
+            if not isinstance(k, ScalarNode):
+                raise YamlError(f"{source}: line {k.start_mark.line + 1}: mapping keys must be plain scalars")
+            path = f"{key}.{k.value}" if key else str(k.value)
+            if k.value in names:
+                what = "duplicate key" if key else "duplicate section"
+                raise YamlError(f"{_where(source, k.start_mark.line + 1, path)}: {what}")
+            names.add(k.value)
+            _check_plain(k, source, seen, path)
+            _check_plain(value, source, seen, path)
     elif isinstance(node, SequenceNode):
-        for item in node.value:
-            _check_plain(item, source, seen)
+        for i, item in enumerate(node.value):
+            _check_plain(item, source, seen, f"{key}[{i}]")
+
+
+def key_path_at(text: str, line: int) -> str:
+    """The dotted key of 0-based ``line`` (or of the nearest key line above it), from indentation alone:
+    the best name for a place in a document the parser could not read."""
+    lines = text.splitlines()
+    path: list[str] = []
+    indent: int | None = None
+    for i in range(min(line, len(lines) - 1), -1, -1):
+        m = _KEY_LINE.match(lines[i])
+        if m is None:
+            continue
+        width = len(m.group("indent").expandtabs(1))
+        if indent is None or width < indent:
+            path.insert(0, m.group("key").strip("'\""))
+            indent = width
+            if width == 0:
+                break
+    return ".".join(path)
+
+
+def one_line_error(err: YAMLError, text: str, source: str) -> str:
+    """A library error as one line: source, line, key and the problem in our words (no context, no link)."""
+    problem = " ".join(str(getattr(err, "problem", None) or err).split())
+    mark = getattr(err, "problem_mark", None) if isinstance(err, MarkedYAMLError) else None
+    words = next((ours for theirs, ours in _ONE_LINE_PROBLEMS if theirs in problem), None)
+    if mark is None:
+        return f"{source}: malformed YAML: {words or problem[:200]}"
+    key = key_path_at(text, mark.line)
+    if words == "duplicate key" and "." not in key:
+        words = "duplicate section"
+    return f"{_where(source, mark.line + 1, key)}: {words or 'malformed YAML: ' + problem[:200]}"
 
 
 def _check_depth(text: str, source: str) -> None:
@@ -77,7 +136,7 @@ def _compose_checked(text: str, source: str) -> None:
         _check_depth(text, source)
         nodes = list(yaml.compose_all(text))
     except YAMLError as err:
-        raise YamlError(f"{source}: malformed YAML: {' '.join(str(err).split())}") from None
+        raise YamlError(one_line_error(err, text, source)) from None
     if len(nodes) > 1:
         raise YamlError(f"{source}: exactly one YAML document expected, got {len(nodes)}")
     if nodes and nodes[0] is not None:
@@ -89,8 +148,10 @@ def load_yaml_text(text: str, source: str = "<yaml>") -> Any:
     _compose_checked(text, source)
     try:
         return YAML(typ="safe", pure=True).load(text)
-    except (YAMLError, ValueError) as err:  # compose caught syntax errors; a constructor may still refuse a value
-        raise YamlError(f"{source}: malformed YAML: {' '.join(str(err).split())}") from None
+    except YAMLError as err:  # compose caught syntax errors; a constructor may still refuse a value
+        raise YamlError(one_line_error(err, text, source)) from None
+    except ValueError as err:
+        raise YamlError(f"{source}: malformed YAML: {' '.join(str(err).split())[:200]}") from None
 
 
 def load_yaml_file(path: str | Path) -> Any:

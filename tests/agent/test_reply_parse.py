@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agent.reply import parse_reply
-from agent.reply_parse import MAX_CONFIG_BLOCK_BYTES, MAX_REPLY_CHARS
+from agent.reply_parse import MAX_CONFIG_BLOCK_BYTES, MAX_REPLY_CHARS, size_error
 
 
 def test_entry_fields_are_parsed(valid_reply):
@@ -134,7 +134,9 @@ def test_yaml_anchor_and_alias_are_rejected():
         "training: &t\n  n_alternations: 6\ngraph_model: *t\n</config>"
     )
     reply = parse_reply(text)
-    assert reply.proposals[0].broken and reply.errors == ["config slot 0: line 1: anchors are not allowed"]
+    assert reply.proposals[0].broken and reply.errors == [
+        "config slot 0: line 1: key 'training': anchors are not allowed"
+    ]
 
 
 @pytest.mark.fault("yaml")
@@ -148,19 +150,26 @@ def test_yaml_tag_is_rejected():
 def test_huge_config_block_is_rejected():
     body = "training:\n" + "".join(f"  k{i}: {i}\n" for i in range(MAX_CONFIG_BLOCK_BYTES // 8))
     text = f'<config slot="0" parent="root" strategy="explore">\n{body}</config>'
-    assert parse_reply(text).errors == [f"config slot 0: config block larger than {MAX_CONFIG_BLOCK_BYTES} bytes"]
+    size = len(body.encode())
+    assert parse_reply(text).errors == [
+        f"config slot 0: config block of {size:,} bytes, over the limit of {MAX_CONFIG_BLOCK_BYTES:,}"
+    ]
 
 
 @pytest.mark.fault("reply")
 def test_huge_reply_is_rejected():
-    assert parse_reply("x" * (MAX_REPLY_CHARS + 1)).errors == [f"reply: longer than {MAX_REPLY_CHARS} characters"]
+    reply = parse_reply("x" * (MAX_REPLY_CHARS + 1))
+    assert reply.too_large and reply.errors == [size_error(MAX_REPLY_CHARS + 1)]
+    assert f"{MAX_REPLY_CHARS + 1:,} characters, over the limit of {MAX_REPLY_CHARS:,}" in reply.errors[0]
 
 
 @pytest.mark.fault("yaml")
 def test_malformed_yaml_is_an_error():
     text = '<config slot="1" parent="root" strategy="explore">\ntraining: [unclosed\n</config>'
     errors = parse_reply(text).errors
-    assert len(errors) == 1 and errors[0].startswith("config slot 1: malformed YAML")
+    assert errors == [
+        "config slot 1: line 1: key 'training': malformed YAML: expected ',' or ']', but got '<stream end>'"
+    ]
 
 
 @pytest.mark.fault("reply")

@@ -58,7 +58,7 @@ def test_block_length_must_be_whole_batches() -> None:
 
 
 def test_yaml_anchors_and_aliases_are_refused_with_the_source_and_line() -> None:
-    with pytest.raises(YamlError, match=r"^cfg\.yaml: line 1: anchors are not allowed$"):
+    with pytest.raises(YamlError, match=r"^cfg\.yaml: line 1: key 'a': anchors are not allowed$"):
         load_yaml_text("a: &x 1\nb: *x\n", "cfg.yaml")
 
 

@@ -1,0 +1,259 @@
+"""Metric claims in the free text of a log entry: a metric named with a number must be a measured value.
+
+The Metrics, R2 trajectory and Variance update lines are checked field by field (agent.reply_check); this
+module checks everything else an entry says. In every line of an entry except the heading and the fully
+parsed lines (Node, Config, Metrics, R2 trajectory, Mutation, Variance update) -- so in the Observation,
+Embedding, Parent rule, Mode/Strategy and Next lines and in any line outside the entry format, which is kept
+in analysis.md and therefore checked like an Observation line -- a metric name followed by a number is a
+claim:
+
+- names: connectivity_R2 (conn_R2, connectivity R2, R2), tau_R2, V_rest_R2 (vrest_R2), cluster_accuracy
+  (cluster accuracy, cluster_acc), test_R2, test_pearson (Pearson), training_time_min (training time);
+- forms: ``name=x``, ``name x``, ``name: x``, ``name of x``, also with a few linking words between
+  (``conn_R2 reached 0.91``, ``R2 peak 0.93``, ``mean conn_R2 0.41``), ``x%`` for a fraction, and
+  ``CV(conn_R2)=x%`` / ``conn_R2 CV x%`` for a coefficient of variation.
+
+A claim is accepted when it matches, within the Metrics-line tolerance, a value the run measured: the
+metric of the entry's own node or its parent, or of a node the same sentence names (``Node 3``, ``iter 3``,
+``parent=3``); the mean of the entry's own config or of a config the sentence names (``C5 mean``) from the
+variance table; for R2, the peak or final of those nodes' R2 trajectories. A failed node counts as 0 (as in
+the variance table). A CV claim must match the CV of one of those configs (0.5 percentage points).
+
+Not claims: a number after a comparison (``R2 > 0.8``), the start of a range (``R2 0.3-0.8``), a change
+written with ``by`` (``conn_R2 rose by 0.03``) or a name glued to other letters (``Δconn_R2``).
+Pure functions: the caller passes the facts (agent.reply_check builds them from its ReplyContext).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from decimal import Decimal, InvalidOperation
+
+from pydantic import BaseModel, ConfigDict
+
+from agent.reply_parse import ENTRY_KEYS
+from agent.state import SlotResult
+from memory.variance import VarianceRow
+
+METRIC_TOL = 5e-4  # plus half a unit of the printed digits, at most METRIC_TOL (3 decimals needed)
+TIME_TOL_MIN, TIME_RTOL = 0.5, 0.25  # training_time_min is a wall-clock reading
+CV_TOL = 0.5  # percentage points
+
+# Alias (lower case, one space for "_" or " ") -> metric key; matched longest first.
+METRIC_ALIASES: dict[str, str] = {
+    "connectivity_r2": "connectivity_R2",
+    "connectivity r2": "connectivity_R2",
+    "conn_r2": "connectivity_R2",
+    "conn r2": "connectivity_R2",
+    "r2": "connectivity_R2",
+    "tau_r2": "tau_R2",
+    "tau r2": "tau_R2",
+    "v_rest_r2": "V_rest_R2",
+    "v_rest r2": "V_rest_R2",
+    "vrest_r2": "V_rest_R2",
+    "vrest r2": "V_rest_R2",
+    "cluster_accuracy": "cluster_accuracy",
+    "cluster accuracy": "cluster_accuracy",
+    "clustering accuracy": "cluster_accuracy",
+    "cluster_acc": "cluster_accuracy",
+    "test_r2": "test_R2",
+    "test r2": "test_R2",
+    "test_pearson": "test_pearson",
+    "test pearson": "test_pearson",
+    "pearson r": "test_pearson",
+    "pearson": "test_pearson",
+    "training_time_min": "training_time_min",
+    "training time": "training_time_min",
+    "training_time": "training_time_min",
+}
+# Lines checked field by field elsewhere: their numbers are not free text.
+STRUCTURED_KEYS = frozenset({"Node", "Config", "Metrics", "R2 trajectory", "Mutation", "Variance update"})
+LINKING_WORDS = (
+    "of|is|was|were|are|at|to|from|reached|reaches|reaching|hit|hits|peaked|peaks|peak|final|finally|ended|"
+    "ends|mean|average|avg|about|around|approx|approximately|only|still|now|stayed|stays|rose|rises|fell|falls|"
+    "dropped|drops|climbed|improved|cv|value|score|trajectory"
+)
+_TABLE_MEAN = {
+    "connectivity_R2": "conn_mean",
+    "tau_R2": "tau_mean",
+    "V_rest_R2": "vrest_mean",
+    "cluster_accuracy": "cluster_mean",
+}
+_TABLE_CV = {
+    "connectivity_R2": "conn_cv",
+    "tau_R2": "tau_cv",
+    "V_rest_R2": "vrest_cv",
+    "cluster_accuracy": "cluster_cv",
+}
+_NAME = "|".join(
+    "[ _]".join(re.escape(part) for part in re.split("[ _]", alias))
+    for alias in sorted(METRIC_ALIASES, key=len, reverse=True)
+)
+_NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
+_CLAIM = re.compile(
+    rf"(?<![\w.])(?P<cv_before>CV\s*\(\s*|CV\s+(?:of\s+)?)?(?P<name>{_NAME})(?![\w])(?:\s*\))?"
+    rf"(?P<link>(?:\s*(?:(?:{LINKING_WORDS})\b|[=:~≈]))*)\s*\(?\s*(?P<number>{_NUMBER})(?!\d)(?P<pct>\s*%)?"
+    rf"(?P<range>\s*(?:-|–|—|to)\s*\d)?",
+    re.IGNORECASE,
+)
+_NODE_REF = re.compile(
+    r"\b(?:nodes?|iters?|iterations?|id|parent)\s*[=#:]?\s*(?P<ids>\d{1,9}(?:\s*(?:,|and|&|/|or)\s*\d{1,9})*)\b",
+    re.IGNORECASE,
+)
+_CONFIG_REF = re.compile(r"\bC(\d{1,9})\b")
+_SENTENCE = re.compile(r";|(?<=[.!?])\s+")
+_ENTRY_LINE = re.compile(r"^([A-Za-z][A-Za-z0-9 /_()-]*?)\s*:\s*(.*)$")
+
+
+class Claim(BaseModel):
+    """A metric named with a number in free text."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    metric: str = ""
+    text: str
+    value: float
+    half_unit: float
+    is_cv: bool = False
+
+
+class ClaimFacts(BaseModel):
+    """What a claim may match: the run's results and its variance table."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    results: dict[int, SlotResult]
+    rows: list[VarianceRow]
+
+    def row_of(self, iteration: int) -> VarianceRow | None:
+        return next((row for row in self.rows if iteration in row.iterations), None)
+
+    def row_named(self, config_id: str) -> VarianceRow | None:
+        return next((row for row in self.rows if row.config_id == config_id), None)
+
+
+def metric_tolerance(key: str, measured: float, half_unit: float) -> float:
+    """How far a printed metric may be from the measured one: rounding for the R2-type metrics (3 decimals
+    needed); for the wall-clock training time, half a minute or a quarter of it."""
+    if key == "training_time_min":
+        return max(TIME_TOL_MIN, TIME_RTOL * abs(measured))
+    return METRIC_TOL + min(half_unit, METRIC_TOL)
+
+
+def _half_unit(text: str) -> float:
+    exponent = Decimal(text).as_tuple().exponent
+    return 0.5 * 10.0 ** max(min(int(exponent), 308), -308) if isinstance(exponent, int) else 0.0
+
+
+def find_claims(sentence: str) -> list[Claim]:
+    """Every metric claim of one sentence (see the module docstring for the forms)."""
+    claims = []
+    for m in _CLAIM.finditer(sentence):
+        if m.group("range"):
+            continue
+        name = " ".join(m.group("name").lower().replace("_", " ").split())
+        metric = next(v for a, v in METRIC_ALIASES.items() if a.replace("_", " ") == name)
+        try:
+            value = float(Decimal(m.group("number")))
+            half = _half_unit(m.group("number"))
+        except (InvalidOperation, ValueError, OverflowError):
+            continue
+        if not math.isfinite(value):
+            continue
+        link = m.group("link").lower()
+        is_cv = bool(m.group("cv_before")) or re.search(r"\bcv\b", link) is not None
+        if m.group("pct") and not is_cv:
+            value, half = value / 100.0, half / 100.0
+        text = " ".join(m.group(0).split())
+        claims.append(Claim(metric=metric, text=text, value=value, half_unit=half, is_cv=is_cv))
+    return claims
+
+
+def named_nodes(sentence: str) -> set[int]:
+    """Node ids a sentence names: ``Node 3``, ``nodes 3 and 4``, ``iter 3``, ``id=3``, ``parent 3``."""
+    return {int(n) for m in _NODE_REF.finditer(sentence) for n in re.findall(r"\d+", m.group("ids"))}
+
+
+def named_configs(sentence: str) -> set[str]:
+    """Config ids a sentence names: ``C5``."""
+    return {f"C{m.group(1)}" for m in _CONFIG_REF.finditer(sentence)}
+
+
+def _node_values(metric: str, node: SlotResult) -> list[float]:
+    if node.status != "completed" or node.metrics is None:
+        return [0.0]  # a failed run counts as 0, as in the variance table
+    values = [float(getattr(node.metrics, metric))]
+    if metric == "connectivity_R2" and node.trajectory is not None:
+        values += [node.trajectory.peak, node.trajectory.final]
+    return values
+
+
+def candidates(claim: Claim, own: SlotResult, sentence: str, facts: ClaimFacts) -> list[float]:
+    """The measured values a claim in ``sentence`` of ``own``'s entry may restate."""
+    nodes = {own.iteration} | named_nodes(sentence)
+    if isinstance(own.parent, int):
+        nodes.add(own.parent)
+    known = [facts.results[n] for n in sorted(nodes) if n in facts.results]
+    rows = [row for row in (facts.row_of(n.iteration) for n in known) if row is not None]
+    rows += [row for row in (facts.row_named(c) for c in sorted(named_configs(sentence))) if row is not None]
+    if claim.is_cv:
+        field = _TABLE_CV.get(claim.metric)
+        return [getattr(row, field) for row in rows if field and math.isfinite(getattr(row, field))]
+    values = [v for node in known for v in _node_values(claim.metric, node)]
+    if claim.metric in _TABLE_MEAN:
+        values += [getattr(row, _TABLE_MEAN[claim.metric]) for row in rows]
+    return values
+
+
+def matches(claim: Claim, values: list[float]) -> bool:
+    """Whether a claim equals one of ``values`` within its tolerance."""
+    if claim.is_cv:
+        return any(abs(claim.value - v) <= CV_TOL for v in values)
+    return any(abs(claim.value - v) <= metric_tolerance(claim.metric, v, claim.half_unit) for v in values)
+
+
+def _line_label(raw: str, number: int) -> tuple[str, str | None]:
+    """(label for messages, entry key or None) of one entry line."""
+    m = _ENTRY_LINE.match(raw)
+    key = m.group(1).strip() if m else None
+    canonical = ENTRY_KEYS.get(key.lower()) if key else None
+    if canonical is not None:
+        return canonical, canonical
+    flat = " ".join(raw.split())
+    return f"line {number} '{flat if len(flat) <= 40 else flat[:37] + '...'}'", None
+
+
+def _hint(claim: Claim, own: SlotResult) -> str:
+    if claim.is_cv:
+        return "no config named here has that CV"
+    if own.status != "completed" or own.metrics is None:
+        return f"node {own.iteration} failed"
+    measured = getattr(own.metrics, claim.metric)
+    return f"node {own.iteration} has {claim.metric}={measured:.4g}"
+
+
+def clean_line(line: str) -> str:
+    """An entry line without the markdown decoration the LLM may add (bold, list bullets)."""
+    return line.strip().replace("**", "").lstrip("-* ").rstrip()
+
+
+def check_entry_claims(iteration: int, text: str, own: SlotResult, facts: ClaimFacts) -> list[str]:
+    """One error line per unmatched claim in an entry's ``text`` (heading first, as parsed)."""
+    errors = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        raw = clean_line(line)
+        if number == 1 or not raw:
+            continue  # the heading's status is checked on its own
+        label, key = _line_label(raw, number)
+        if key in STRUCTURED_KEYS:
+            continue
+        for sentence in _SENTENCE.split(raw):
+            for claim in find_claims(sentence):
+                if not matches(claim, candidates(claim, own, sentence, facts)):
+                    what = f"CV({claim.metric})" if claim.is_cv else claim.metric
+                    errors.append(
+                        f"Iter {iteration}: {label}: '{claim.text}' states a {what} the run never measured "
+                        f"({_hint(claim, own)}; name the node or config a number belongs to, or leave it out)"
+                    )
+    return errors
