@@ -165,7 +165,9 @@ def load_run_view(run_dir: str | Path) -> RunView:
         raise RunViewError(
             f"{path / 'journal.jsonl'}: slot_finished.result: invalid ({err.__class__.__name__})"
         ) from None
-    n_iter = info.get("n_iterations", claude.n_iterations)
+    # the journal knows --iterations (and a resume that extended it); run.json and the config may not
+    starts = [e for e in events if e["type"] in ("run_started", "run_resumed") and "n_iterations" in e]
+    n_iter = starts[-1]["n_iterations"] if starts else info.get("n_iterations", claude.n_iterations)
     if not isinstance(n_iter, int) or n_iter < 1:
         raise RunViewError(f"{files.run_json}: n_iterations: must be a positive integer, got {n_iter!r}")
     return RunView(
