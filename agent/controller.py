@@ -20,6 +20,7 @@ from agent.executors.base import Executor, JobHandle, JobOutcome, SlotJob
 from agent.journal import Journal
 from agent.live import LiveView
 from agent.llm.base import ImageInput, LLMBackend, LLMRequest
+from agent.llm.transcripts import TextDigest, excerpt, kept_text
 from agent.prompts import (
     BatchPromptInput,
     Instructions,
@@ -30,12 +31,15 @@ from agent.prompts import (
 )
 from agent.reply import ReplyContext, ReplyRejected, parse_reply, resolve_proposals
 from agent.reply_check import PlannedSlot
+from agent.reply_parse import MAX_REPLY_CHARS
 from agent.run_files import RunFiles, render_analysis, write_controller_files
 from agent.state import Seeds, SlotResult, digest_trajectory
 from agent.tree import block_of, block_range
 from experiment.records import ACTIVITY_PNG, R2_LOG, SLOT_IMAGES, RecordError, read_metrics, read_r2_log
 
 LIVE_TICK_S = 5.0  # how often the live view refreshes while slots train
+MAX_IMAGE_BYTES = 5 * 1024 * 1024  # a larger slot image is left out of the prompt (the API's per-image limit)
+MAX_REASK_ERRORS = 40  # errors journaled and re-sent per rejection; the rest are counted in one line
 
 
 class RunPaused(RuntimeError):
@@ -250,14 +254,14 @@ class Controller:
         shown = [
             r
             for r in batch_results
-            if r.status == "completed" and (self.files.slot_dir(r.iteration, r.slot) / ACTIVITY_PNG).exists()
+            if r.status == "completed" and self._image_fits(self.files.slot_dir(r.iteration, r.slot) / ACTIVITY_PNG)
         ]
         kinds = ["activity", *self.claude.extra_images]  # extra images only where the slot wrote them
         attached = [
             (r, kind)
             for r in shown
             for kind in kinds
-            if kind == "activity" or (self.files.slot_dir(r.iteration, r.slot) / SLOT_IMAGES[kind]).is_file()
+            if kind == "activity" or self._image_fits(self.files.slot_dir(r.iteration, r.slot) / SLOT_IMAGES[kind])
         ]
         images = [
             ImageInput(
@@ -287,6 +291,16 @@ class Controller:
         )
         return prompt, images
 
+    def _image_fits(self, path: Path) -> bool:
+        """An image file exists and is small enough to send; an oversized one is left out, with a log line."""
+        if not path.is_file():
+            return False
+        size = path.stat().st_size
+        if size > MAX_IMAGE_BYTES:
+            self.log(f"   {path}: {size:,} bytes, over the limit of {MAX_IMAGE_BYTES:,}; left out of the prompt")
+            return False
+        return True
+
     def exchange(self, batch: int) -> None:
         """One analysis exchange: prompt, validate, re-ask with the exact errors, accept or pause."""
         if self.journal.has("reply_accepted", source_batch=batch):
@@ -304,7 +318,8 @@ class Controller:
         if rejected:  # resuming inside a re-ask sequence: ask again with the last errors
             last = rejected[-1]
             previous = self.journal.last("llm_response", call_id=last["call_id"])
-            prompt, images = render_reask_prompt(last["errors"], previous["text"] if previous else ""), []
+            shown = reask_reply_text(_served_text(previous)) if previous else ""
+            prompt, images = render_reask_prompt(last["errors"], shown), []
         budget = attempt + self.claude.max_reasks + 1
         while attempt < budget:
             call_id = base_id if attempt == 0 else f"{base_id}-reask-{attempt}"
@@ -313,10 +328,10 @@ class Controller:
             try:
                 planned = resolve_proposals(reply, ctx)  # validates; raises with every error
             except ReplyRejected as rejection:
-                errors = rejection.errors
+                errors = cap_errors(rejection.errors)
                 self.journal.append("reply_rejected", batch=batch, call_id=call_id, errors=errors)
-                self.log(f"   analysis {call_id}: reply rejected ({len(errors)} errors): {errors[0]}")
-                prompt, images = render_reask_prompt(errors, text), []
+                self.log(f"   analysis {call_id}: reply rejected ({len(rejection.errors)} errors): {errors[0]}")
+                prompt, images = render_reask_prompt(errors, reask_reply_text(text)), []
                 attempt += 1
                 continue
             self.journal.append(
@@ -347,7 +362,7 @@ class Controller:
     ) -> str:
         done = self.journal.last("llm_response", call_id=call_id)
         if done is not None:
-            return done["text"]
+            return _served_text(done)
         request = LLMRequest(
             call_id=call_id,
             purpose=purpose,  # type: ignore[arg-type]
@@ -359,11 +374,13 @@ class Controller:
             context={"reply_context": ctx.model_dump(mode="json")},
         )
         response = self.backend.complete(request)
+        kept, digest = kept_text(response.text)  # an oversized reply: its hash, size and excerpt only
         self.journal.append(
             "llm_response",
             batch=batch,
             call_id=call_id,
-            text=response.text,
+            text=kept,
+            **({"text_digest": digest.model_dump()} if digest is not None else {}),
             backend=response.backend,
             usage=response.usage.model_dump(),
             cost_usd=response.cost_usd,
@@ -423,6 +440,25 @@ class Controller:
             f"{self.s.run_dir}: paused for review after batch {batch}; edit memory.md or write user_input.md, "
             "then run again with --resume"
         )
+
+
+def _served_text(event: dict[str, Any]) -> str:
+    """A journaled reply as the controller first saw it: whole, or (oversized) its excerpt padded to its size,
+    which the size check rejects exactly as it rejected the original."""
+    digest = event.get("text_digest")
+    return TextDigest.model_validate(digest).padded() if digest else event["text"]
+
+
+def reask_reply_text(text: str) -> str:
+    """The rejected reply as a re-ask shows it: whole, or a short excerpt when it was over the size limit."""
+    return excerpt(text) if len(text) > MAX_REPLY_CHARS else text
+
+
+def cap_errors(errors: list[str], limit: int = MAX_REASK_ERRORS) -> list[str]:
+    """At most ``limit`` errors, the rest counted in one last line."""
+    if len(errors) <= limit:
+        return errors
+    return [*errors[:limit], f"... and {len(errors) - limit} more errors (fix the ones above first)"]
 
 
 def collect_slot_result(p: PlannedSlot, out: Path, outcome: JobOutcome, time_limit_min: float) -> SlotResult:

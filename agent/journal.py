@@ -1,7 +1,9 @@
 """Append-only JSON-lines journal of a run: the single source of truth for resume and rebuild.
 
 Each event is one line, written with flush + fsync while holding the run's lock. A torn last
-line (a crash mid-write) is tolerated on read and cut off before the next append.
+line (a crash mid-write) is tolerated on read and cut off before the next append. An event is at most
+MAX_EVENT_BYTES: callers store oversized texts as a digest (agent.llm.transcripts.kept_text), and an event
+over the limit is refused before anything is written, so the journal never balloons.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from experiment.records import utc_now
 JOURNAL_NAME = "journal.jsonl"
 LOCK_NAME = ".controller.lock"
 CRASH_ENV = "FLYVIS_AGENT_CRASH_AFTER"
+MAX_EVENT_BYTES = 8 * 1024 * 1024  # a whole accepted reply is < 1 MB even JSON-escaped
 
 
 class JournalError(RuntimeError):
@@ -90,6 +93,10 @@ class Journal:
         """Record an event durably; then honour a crash point (fault-injection tests)."""
         event = {"type": type_, "seq": len(self.events) + 1, "at": utc_now(), **data}
         line = (json.dumps(event, allow_nan=False, default=_json_default) + "\n").encode("utf-8")
+        if len(line) > MAX_EVENT_BYTES:
+            raise JournalError(
+                f"{self.path}: event {type_} of {len(line):,} bytes is over the limit of {MAX_EVENT_BYTES:,}"
+            )
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._truncate_torn_tail()
         with open(self.path, "ab") as fh:

@@ -4,6 +4,11 @@ Files are ``NNNN_<call_id>.json`` in one folder, numbered in call order and writ
 holds the request fingerprint (model, system-text hash, prompt text, image hashes), the prompt
 itself, the image hashes (never their bytes), the response, the provider's raw response, usage,
 cost and timing. The system text, identical across calls, is kept once under ``system/<sha256>.txt``.
+
+A reply or prompt over MAX_KEPT_CHARS (a reply that long is rejected unread: agent.reply_parse) is kept as a
+TextDigest -- its SHA-256, its size and its first EXCERPT_CHARS characters -- and the provider's raw response,
+which repeats it, is dropped: a hostile 50 MB reply costs a few kB on disk. Served again (replay, resume), such
+a reply is its excerpt padded with spaces to the recorded size, so the controller rejects it the same way.
 """
 
 from __future__ import annotations
@@ -26,18 +31,66 @@ from experiment.atomic import atomic_write_text
 FORMAT = "flyvis-agent-transcript/1"
 FILE_PATTERN = re.compile(r"^(\d{4,})_(.+)\.json$")
 MISSING_IMAGE = "missing"
+MAX_KEPT_CHARS = 200_000  # longer replies / prompts are kept as a digest; >= agent.reply_parse.MAX_REPLY_CHARS
+EXCERPT_CHARS = 2_000
+HASH_CHUNK = 1 << 20
 
 
 def sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def sha256_file(path: Path) -> str:
-    """SHA-256 of a file's bytes, or ``"missing"`` when it does not exist (recorded, never fatal here)."""
+    """SHA-256 of a file's bytes, read in 1 MiB chunks, or ``"missing"`` when it does not exist."""
+    digest = hashlib.sha256()
     try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        with open(path, "rb") as fh:
+            while chunk := fh.read(HASH_CHUNK):
+                digest.update(chunk)
     except FileNotFoundError:
         return MISSING_IMAGE
+    return digest.hexdigest()
+
+
+class TextDigest(BaseModel):
+    """What is kept of an oversized text: its hash, its size and its beginning."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sha256: str
+    chars: int = Field(ge=0)
+    excerpt: str
+
+    @classmethod
+    def of(cls, text: str, limit: int = EXCERPT_CHARS) -> TextDigest:
+        return cls(sha256=sha256_text(text), chars=len(text), excerpt=text[:limit])
+
+    def note(self) -> str:
+        """One line saying what was left out."""
+        return (
+            f"[... cut: {self.chars:,} characters in all (sha256 {self.sha256[:16]}); "
+            f"only the first {len(self.excerpt):,} are kept]"
+        )
+
+    def padded(self) -> str:
+        """The excerpt padded with spaces to the original size (same length, same size verdict)."""
+        return self.excerpt + " " * (self.chars - len(self.excerpt))
+
+
+def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
+    """``text`` itself when it has at most ``limit`` characters, else its beginning and a note of the rest."""
+    if len(text) <= limit:
+        return text
+    digest = TextDigest.of(text, limit)
+    return f"{digest.excerpt}\n{digest.note()}"
+
+
+def kept_text(text: str) -> tuple[str, TextDigest | None]:
+    """(text to store, digest): the text whole up to MAX_KEPT_CHARS, else its excerpt and its digest."""
+    if len(text) <= MAX_KEPT_CHARS:
+        return text, None
+    digest = TextDigest.of(text)
+    return digest.excerpt, digest
 
 
 class ImageRecord(BaseModel):
@@ -112,12 +165,14 @@ class TranscriptRecord(BaseModel):
     max_tokens: int
     fingerprint: Fingerprint
     prompt: str
+    prompt_digest: TextDigest | None = Field(None, description="set when ``prompt`` is only an excerpt")
     images: list[ImageRecord] = Field(default_factory=list)
     started_at: str
     elapsed_s: float = Field(ge=0)
     ok: bool
     error: str | None = None
     response: LLMResponse | None = None
+    response_digest: TextDigest | None = Field(None, description="set when the response text is only an excerpt")
     raw: Any = None
     usage: Usage = Field(default_factory=Usage)
     cost_usd: float = Field(0.0, ge=0)
@@ -126,7 +181,10 @@ class TranscriptRecord(BaseModel):
         """The recorded reply with its raw provider response; only for ``ok`` records."""
         if self.response is None:
             raise LLMCallFailed(f"transcript {self.seq:04d}_{self.call_id}: has no response to serve ({self.error})")
-        return self.response.model_copy(update={"raw": self.raw})
+        update: dict[str, Any] = {"raw": self.raw}
+        if self.response_digest is not None:
+            update["text"] = self.response_digest.padded()
+        return self.response.model_copy(update=update)
 
 
 class TranscriptStore:
@@ -200,6 +258,15 @@ class TranscriptStore:
         with FileLock(str(self.folder / ".transcripts.lock")):
             paths = self._paths()
             seq = (paths[-1][0] + 1) if paths else 1
+            prompt, prompt_digest = kept_text(request.prompt)
+            kept_response, response_digest = response, None
+            if response is not None:
+                text, response_digest = kept_text(response.text)
+                kept_response = response.model_copy(update={"text": text})
+            if raw is None and response is not None:
+                raw = response.raw
+            if response_digest is not None or len(json.dumps(raw, default=str)) > MAX_KEPT_CHARS:
+                raw = None  # the provider's response repeats the oversized text
             record = TranscriptRecord(
                 seq=seq,
                 call_id=request.call_id,
@@ -208,14 +275,16 @@ class TranscriptStore:
                 model=request.model,
                 max_tokens=request.max_tokens,
                 fingerprint=fingerprint,
-                prompt=request.prompt,
+                prompt=prompt,
+                prompt_digest=prompt_digest,
                 images=images,
                 started_at=started_at,
                 elapsed_s=elapsed_s,
                 ok=error is None,
                 error=error,
-                response=response.model_copy(update={"raw": None}) if response is not None else None,
-                raw=raw if raw is not None else (response.raw if response is not None else None),
+                response=kept_response.model_copy(update={"raw": None}) if kept_response is not None else None,
+                response_digest=response_digest,
+                raw=raw,
                 usage=response.usage if response is not None else Usage(),
                 cost_usd=response.cost_usd if response is not None else 0.0,
             )

@@ -1,0 +1,70 @@
+"""A made-up metric figure in free text, replayed through the real controller: rejected, re-asked, and never
+written to analysis.md (the record people and the next prompts trust)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from fault_helpers import COMPARED_FILES, ScriptedPolicy, agent_argv, invoke
+
+from agent import run as agent_run
+from agent.journal import Journal
+from agent.llm.base import LLMRequest
+from agent.offline_policy import offline_policy
+from agent.rebuild import differing_files
+
+pytestmark = pytest.mark.fault("reply")
+
+OBSERVATION_TAIL = "; connectivity_R2 reached 0.9990 here"
+EXTRA_LINE = "Best metrics: connectivity_R2=0.9500, V_rest_R2=0.9000"
+
+
+def planted(request: LLMRequest) -> str:
+    """The offline policy's valid reply with a made-up figure ending iteration 2's Observation and an extra
+    line in iteration 3's entry."""
+    text = offline_policy(request)
+    entries = re.split(r"(?=^## Iter )", text, flags=re.MULTILINE)
+    for k, chunk in enumerate(entries):
+        if chunk.startswith("## Iter 2:"):
+            entries[k] = re.sub(r"^(Observation: .*)$", rf"\1{OBSERVATION_TAIL}", chunk, count=1, flags=re.M)
+        elif chunk.startswith("## Iter 3:"):
+            entries[k] = re.sub(r"^(Parent rule: .*)$", rf"\1\n{EXTRA_LINE}", chunk, count=1, flags=re.M)
+    return "".join(entries)
+
+
+def test_planted_claims_are_rejected_and_the_reasked_reply_is_what_analysis_md_records(
+    paused_run, clean_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_dir = paused_run.copy_to(tmp_path)
+    monkeypatch.setattr(agent_run, "offline_policy", ScriptedPolicy({"batch-001": planted}))
+    done = invoke(agent_argv(run_dir, paused_run.config, "--resume"))
+    assert done.code == 0, done.err
+    rejected = Journal(run_dir).of_type("reply_rejected")
+    assert [e["call_id"] for e in rejected] == ["batch-001"]
+    errors = rejected[0]["errors"]
+    assert [e.split(" states ")[0] for e in errors] == [
+        "Iter 2: Observation: 'connectivity_R2 reached 0.9990'",
+        "Iter 3: line 10 'Best metrics: connectivity_R2=0.9500,...': 'connectivity_R2=0.9500'",
+        "Iter 3: line 10 'Best metrics: connectivity_R2=0.9500,...': 'V_rest_R2=0.9000'",
+    ]
+    analysis = (run_dir / "analysis.md").read_text()
+    assert "0.9990" not in analysis and "Best metrics" not in analysis
+    for name in COMPARED_FILES:
+        assert (run_dir / name).read_text() == (clean_run / name).read_text(), name
+    assert differing_files(run_dir) == []
+
+
+def test_planted_claims_at_every_attempt_pause_the_run_and_leave_analysis_md_unchanged(
+    paused_run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_dir = paused_run.copy_to(tmp_path)
+    before = (run_dir / "analysis.md").read_bytes()
+    calls = ("batch-001", "batch-001-reask-1", "batch-001-reask-2")
+    monkeypatch.setattr(agent_run, "offline_policy", ScriptedPolicy(dict.fromkeys(calls, planted)))
+    paused = invoke(agent_argv(run_dir, paused_run.config, "--resume"))
+    assert paused.code == agent_run.EXIT_PAUSED, paused.err
+    assert [e["call_id"] for e in Journal(run_dir).of_type("reply_rejected")] == list(calls)
+    assert (run_dir / "analysis.md").read_bytes() == before
+    assert differing_files(run_dir) == []

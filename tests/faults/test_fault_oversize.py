@@ -1,0 +1,120 @@
+"""Hostile sizes cost nothing: an oversized reply is one error line, its re-ask carries a short excerpt, and the
+journal and transcripts keep a hash, the size and an excerpt instead of the text; oversized events and images
+never reach the journal or the prompt."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fault_helpers import COMPARED_FILES, ScriptedPolicy, agent_argv, invoke
+
+from agent import run as agent_run
+from agent.controller import MAX_IMAGE_BYTES, MAX_REASK_ERRORS, Controller, _served_text, cap_errors
+from agent.journal import MAX_EVENT_BYTES, Journal, JournalError
+from agent.llm.base import LLMRequest, LLMResponse
+from agent.llm.transcripts import EXCERPT_CHARS, MAX_KEPT_CHARS, TextDigest, TranscriptStore
+from agent.offline_policy import offline_policy
+from agent.rebuild import differing_files
+from agent.reply_parse import MAX_REPLY_CHARS, parse_reply, size_error
+
+pytestmark = pytest.mark.fault("reply")
+
+HUGE_CHARS = 50 * 1024 * 1024
+REASK_LIMIT_BYTES = 20 * 1024
+JOURNAL_GROWTH_LIMIT_BYTES = 100 * 1024
+
+
+def test_a_reply_the_controller_could_accept_is_always_kept_whole() -> None:
+    assert MAX_KEPT_CHARS >= MAX_REPLY_CHARS
+
+
+def test_50_mb_reply_is_one_error_a_short_reask_and_a_small_journal(
+    paused_run, clean_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_dir = paused_run.copy_to(tmp_path)
+
+    def huge(request: LLMRequest) -> str:
+        text = offline_policy(request)  # a valid reply buried in 50 MB
+        return text + "\n" + "y" * (HUGE_CHARS - len(text) - 1)
+
+    monkeypatch.setattr(agent_run, "offline_policy", ScriptedPolicy({"batch-001": huge}))
+    done = invoke(agent_argv(run_dir, paused_run.config, "--resume"))
+    assert done.code == 0, done.err
+
+    rejected = Journal(run_dir).of_type("reply_rejected")
+    assert [(e["call_id"], e["errors"]) for e in rejected] == [("batch-001", [size_error(HUGE_CHARS)])]
+    reask = TranscriptStore(run_dir / "transcripts").find("batch-001-reask-1")
+    assert reask is not None and len(reask.prompt.encode()) < REASK_LIMIT_BYTES
+    journal_growth = (run_dir / "journal.jsonl").stat().st_size - (clean_run / "journal.jsonl").stat().st_size
+    assert journal_growth < JOURNAL_GROWTH_LIMIT_BYTES
+    transcripts = {p.name: p.stat().st_size for p in (run_dir / "transcripts").glob("*.json")}
+    assert max(transcripts.values()) < JOURNAL_GROWTH_LIMIT_BYTES, transcripts
+    recorded = TranscriptStore(run_dir / "transcripts").find("batch-001")
+    assert recorded is not None and recorded.response_digest is not None
+    assert recorded.response_digest.chars == HUGE_CHARS and recorded.raw is None
+    for name in COMPARED_FILES:
+        assert (run_dir / name).read_text() == (clean_run / name).read_text(), name
+    assert differing_files(run_dir) == []
+    print(
+        f"\n50 MB reply: 1 error ({len(rejected[0]['errors'][0])} chars), re-ask prompt {len(reask.prompt.encode())} B, "
+        f"journal growth vs the clean run {journal_growth} B, largest transcript {max(transcripts.values())} B"
+    )
+
+
+def test_an_oversized_reply_served_again_from_the_journal_is_rejected_the_same_way() -> None:
+    text = "z" * (MAX_REPLY_CHARS + 10)
+    event = {"text": text[:EXCERPT_CHARS], "text_digest": TextDigest.of(text).model_dump()}
+    assert parse_reply(_served_text(event)).errors == parse_reply(text).errors == [size_error(len(text))]
+
+
+def test_transcript_keeps_a_digest_of_an_oversized_reply_and_replays_it_the_same_way(tmp_path: Path) -> None:
+    store = TranscriptStore(tmp_path)
+    text = "reply " * (MAX_KEPT_CHARS // 3)
+    request = LLMRequest(call_id="batch-001", purpose="batch", system="s", prompt="p", model="m", max_tokens=256)
+    response = LLMResponse(text=text, stop_reason="end_turn", model="m", request_id=None, backend="x", raw={"t": text})
+    store.append(request, backend="x", started_at="t", elapsed_s=0.0, response=response)
+    path = next(tmp_path.glob("*.json"))
+    assert path.stat().st_size < 3 * EXCERPT_CHARS + 4096
+    record = store.find("batch-001")
+    assert record is not None and record.raw is None
+    assert record.response_digest == TextDigest.of(text)
+    served = record.to_response().text
+    assert len(served) == len(text) and served.startswith(text[:EXCERPT_CHARS])
+
+
+def test_journal_refuses_an_event_over_its_limit_before_writing(tmp_path: Path) -> None:
+    journal = Journal(tmp_path)
+    journal.append("run_started", name="x")
+    before = journal.path.read_bytes()
+    with pytest.raises(JournalError, match=f"over the limit of {MAX_EVENT_BYTES:,}$"):
+        journal.append("llm_response", text="w" * MAX_EVENT_BYTES)
+    assert journal.path.read_bytes() == before and len(journal.events) == 1
+
+
+def test_errors_past_the_cap_are_counted_in_one_line() -> None:
+    errors = [f"e{i}" for i in range(MAX_REASK_ERRORS + 7)]
+    capped = cap_errors(errors)
+    assert capped[:-1] == errors[:MAX_REASK_ERRORS] and capped[-1].startswith("... and 7 more errors")
+    assert cap_errors(errors[:3]) == errors[:3]
+
+
+def test_an_oversized_image_is_left_out_of_the_prompt_with_a_log_line(tmp_path: Path) -> None:
+    small, big = tmp_path / "small.png", tmp_path / "big.png"
+    small.write_bytes(b"\x89PNG" + b"0" * 100)
+    with open(big, "wb") as fh:
+        fh.truncate(MAX_IMAGE_BYTES + 1)  # sparse: no 5 MB written
+
+    class Logged:
+        def __init__(self) -> None:
+            self.lines: list[str] = []
+
+        def log(self, line: str) -> None:
+            self.lines.append(line)
+
+    stub = Logged()
+    assert Controller._image_fits(stub, small) and not Controller._image_fits(stub, tmp_path / "missing.png")  # type: ignore[arg-type]
+    assert not Controller._image_fits(stub, big)  # type: ignore[arg-type]
+    assert stub.lines == [
+        f"   {big}: {MAX_IMAGE_BYTES + 1:,} bytes, over the limit of {MAX_IMAGE_BYTES:,}; left out of the prompt"
+    ]
