@@ -49,6 +49,7 @@ BLOCKED_KEYS: dict[str, str] = {
     "training.learning_rate_embedding_start": "active-phase learning rates are fixed",
     "training.seed": "seeds are controller-owned",
     "training.device": "device placement is controller-owned",
+    "training.compile": "how the training step is compiled is controller-owned",
 }
 # key -> (low, high): the protocol's sane ranges, on top of the schema's own bounds.
 LR_KEYS = (

@@ -110,6 +110,9 @@ class TrainingConfig(_Section):
     cluster_n_components: int = Field(100, ge=2, le=1000, description="GaussianMixture components")
     seed: int = Field(42, ge=0, description="initialisation and frame sampling (controller-owned)")
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    compile: Literal["off", "default", "reduce-overhead", "max-autotune"] = Field(
+        "off", description="torch.compile mode of the training step (reduce-overhead: CUDA graphs); off = eager"
+    )
 
 
 class ClaudeConfig(_Section):

@@ -202,9 +202,10 @@ class EdgeGraph(nn.Module):
         }.items():
             self.register_buffer(name, t.contiguous(), persistent=False)
 
-    def aggregate(self, g: Tensor, W: Tensor) -> Tensor:
-        """Messages (N, B) from lin_edge outputs g (N, B) and weights W (E,)."""
-        if g.device.type == "cpu":
+    def aggregate(self, g: Tensor, W: Tensor, *, csr: bool = True) -> Tensor:
+        """Messages (N, B) from lin_edge outputs g (N, B) and weights W (E,); CSR product on the CPU when
+        ``csr``, else gather and index_add (autograd's own backward; atomics on CUDA)."""
+        if csr and g.device.type == "cpu":
             return _CsrAggregate.apply(g.contiguous(), W, self)
         msg = g.index_select(0, self.src) * W.unsqueeze(1)
         return g.new_zeros(g.shape).index_add_(0, self.dst, msg)
@@ -262,10 +263,11 @@ class FlyVisGNN(nn.Module):
         self.register_buffer("edge_index", edge_index.to(torch.long).contiguous(), persistent=False)
         self._batched: dict[int, Tensor] = {}
         self.graph = EdgeGraph(self.edge_index, self.n_neurons) if edge_mode == "sparse" else None
+        self.plain_ops = False  # True: plain modules and gather/index_add only (for torch.compile, any device)
 
     # -- building blocks -------------------------------------------------------------------
     def _mlp(self, mlp: nn.Sequential, x: Tensor) -> Tensor:
-        return mlp_apply(mlp, x) if self.edge_mode == "sparse" else mlp(x).squeeze(-1)
+        return mlp_apply(mlp, x) if self.edge_mode == "sparse" and not self.plain_ops else mlp(x).squeeze(-1)
 
     def edge_fn(self, v: Tensor, a: Tensor) -> Tensor:
         """lin_edge(v, a), squared when ``lin_edge_positive``; v (...,), a (..., emb) -> (...,)."""
@@ -298,7 +300,7 @@ class FlyVisGNN(nn.Module):
         if self.graph is not None:
             # lin_edge on (N, B, 1 + emb): the aggregation then works on (N, B) columns, no batched edge copies
             g = self.edge_fn(v.t(), self.a.unsqueeze(1).expand(n, bsz, -1))
-            return self.graph.aggregate(g, self.W).t()
+            return self.graph.aggregate(g, self.W, csr=not self.plain_ops).t()
         ei = self._batch_edges(bsz)
         src, dst = ei[0], ei[1]
         a_flat = self.a.repeat(bsz, 1)

@@ -71,7 +71,7 @@ def train_and_evaluate(
     *,
     device: str | None = None,
     progress: bool | None = None,
-    edge_mode: EdgeMode = "node",
+    edge_mode: EdgeMode = "sparse",
 ) -> tuple[Evaluation, TrainResult]:
     """Train on ``data_dir``, test, and write metrics, R2 log, images and model into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)

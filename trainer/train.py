@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -31,6 +32,10 @@ from trainer.progress import Progress
 from trainer.schedule import apply_lrs, build_optimizer, iterations_per_epoch, phase_lrs, r2_checkpoints
 
 LOSS_CHECK_EVERY = 50
+DEVICE_DATA_FRACTION = 0.5  # the training split is copied to the GPU when it takes at most this much free memory
+COPY_CHUNK_FRAMES = 4096
+
+LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
 
 
 class TrainingFailed(RuntimeError):
@@ -58,7 +63,9 @@ class TrainResult:
     lr_log: list[tuple[int, dict[str, float]]] = field(default_factory=list)  # (global step, LRs set there)
 
 
-def build_model(cfg: ExperimentConfig, data: Dataset, device: torch.device, edge_mode: EdgeMode = "node") -> FlyVisGNN:
+def build_model(
+    cfg: ExperimentConfig, data: Dataset, device: torch.device, edge_mode: EdgeMode = "sparse"
+) -> FlyVisGNN:
     """The GNN for this dataset, initialised from ``training.seed``."""
     edge_index = torch.from_numpy(np.ascontiguousarray(data.edge_index))
     model = FlyVisGNN(
@@ -93,6 +100,74 @@ class _R2Log:
             self._fh.close()
 
 
+class FrameSampler:
+    """The frames of every iteration, drawn before the loop with the calls the loop used to make (one sorted
+    ``rng.integers`` per iteration from ``default_rng(seed)``), so the batches are unchanged.
+
+    CPU: each batch is read from the memory-mapped split. CUDA: the split and the indices are copied to the
+    device once when they fit in DEVICE_DATA_FRACTION of its free memory; the loop then makes no host
+    transfer and no host sync (otherwise batches are read and copied per iteration, as on the CPU).
+    """
+
+    def __init__(self, split: Split, batch_size: int, total: int, seed: int, device: torch.device) -> None:
+        rng = np.random.default_rng(seed)
+        draws = [np.sort(rng.integers(0, split.n_frames, size=batch_size)) for _ in range(total)]
+        self.idx = np.stack(draws) if draws else np.zeros((0, batch_size), dtype=np.int64)
+        self.split, self.device = split, device
+        self.on_device: tuple[torch.Tensor, ...] | None = None
+        self._idx_dev: torch.Tensor | None = None
+        arrays = (split.voltage, split.y, split.stimulus)
+        if device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(device)
+            if sum(int(np.asarray(a[:1]).nbytes) * a.shape[0] for a in arrays) <= DEVICE_DATA_FRACTION * free:
+                self.on_device = tuple(_to_device(a, device) for a in arrays)
+                self._idx_dev = torch.from_numpy(self.idx).to(device)
+
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(voltage, y, stimulus) of iteration ``step``: (B, N), (B, N), (B, n_input) float32 on the device."""
+        if self.on_device is not None and self._idx_dev is not None:
+            i = self._idx_dev[step]
+            v, y, stim = (a.index_select(0, i) for a in self.on_device)
+            return v, y, stim
+        idx = self.idx[step]
+        take = lambda a: torch.from_numpy(np.asarray(a[idx], dtype=np.float32)).to(self.device)  # noqa: E731
+        return take(self.split.voltage), take(self.split.y), take(self.split.stimulus)
+
+
+def _to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    """A (T, ...) memmap as a float32 device tensor, copied in chunks (no full host copy)."""
+    out = torch.empty(array.shape, dtype=torch.float32, device=device)
+    for s in range(0, array.shape[0], COPY_CHUNK_FRAMES):
+        chunk = np.ascontiguousarray(array[s : s + COPY_CHUNK_FRAMES], dtype=np.float32)
+        out[s : s + chunk.shape[0]].copy_(torch.from_numpy(chunk))
+    return out
+
+
+def make_loss_fn(model: FlyVisGNN, cfg: TrainingConfig, xnorm: float) -> LossFn:
+    """The iteration's loss ``(v, y, stim, epoch) -> scalar``: data term plus the regularisers on the batch's
+    last frame (the reference's rule); compiled with ``torch.compile`` when ``cfg.compile`` is not ``off``
+    (the model then runs on plain modules and gather/index_add, which the compiler fuses itself)."""
+
+    def loss_fn(v: torch.Tensor, y: torch.Tensor, stim: torch.Tensor, epoch: int) -> torch.Tensor:
+        loss = data_loss(model(v, stim), y)
+        for term in regularisers(model, v[-1], cfg, epoch, xnorm).values():
+            loss = loss + term
+        return loss
+
+    if cfg.compile == "off":
+        return loss_fn
+    model.plain_ops = True
+    compiled = torch.compile(loss_fn, mode=cfg.compile, dynamic=False)
+    if cfg.compile != "reduce-overhead":
+        return compiled
+
+    def graphed(v: torch.Tensor, y: torch.Tensor, stim: torch.Tensor, epoch: int) -> torch.Tensor:
+        torch.compiler.cudagraph_mark_step_begin()  # each call is a new training step (outputs may be reused)
+        return compiled(v, y, stim, epoch)
+
+    return graphed
+
+
 def _check_losses(chunk: torch.Tensor, first_iteration: int) -> None:
     """Raise TrainingFailed naming the first non-finite loss of ``chunk`` (one host sync per chunk)."""
     bad = ~torch.isfinite(chunk)
@@ -117,8 +192,8 @@ def train(
     total = niter * cfg.n_epochs
     checkpoints = set(r2_checkpoints(niter))
     xnorm = 1.5 * global_voltage_std(data.train.voltage)
-    rng = np.random.default_rng(cfg.seed)
-    train_split = data.train
+    sampler = FrameSampler(data.train, cfg.batch_size, total, cfg.seed, device)
+    loss_fn = make_loss_fn(model, cfg, xnorm)
     phase, lrs = phase_lrs(0, niter, cfg)
     optimizer = build_optimizer(model.param_groups(), lrs)
     losses = torch.empty(total, device=device)
@@ -140,7 +215,7 @@ def train(
                     lr_log.append((step, dict(lrs)))
                 if not starts or starts[-1][1] != phase:
                     starts.append((step, phase))
-                loss = _step(model, optimizer, train_split, rng, cfg, epoch, xnorm)
+                loss = _step(loss_fn, optimizer, sampler.batch(step), epoch)
                 losses[step] = loss
                 done = it + 1
                 if (step + 1) % LOSS_CHECK_EVERY == 0 or done in checkpoints:
@@ -162,22 +237,14 @@ def train(
 
 
 def _step(
-    model: FlyVisGNN,
+    loss_fn: LossFn,
     optimizer: torch.optim.Optimizer,
-    split: Split,
-    rng: np.random.Generator,
-    cfg: TrainingConfig,
+    batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     epoch: int,
-    xnorm: float,
 ) -> torch.Tensor:
-    """One optimiser step on ``batch_size`` frames drawn uniformly at random; returns the detached loss."""
-    device = model.W.device
-    idx = np.sort(rng.integers(0, split.n_frames, size=cfg.batch_size))
-    take = lambda a: torch.from_numpy(np.asarray(a[idx], dtype=np.float32)).to(device)  # noqa: E731
-    v, y, stim = take(split.voltage), take(split.y), take(split.stimulus)
-    loss = data_loss(model(v, stim), y)
-    for term in regularisers(model, v[-1], cfg, epoch, xnorm).values():  # last frame, as the reference
-        loss = loss + term
+    """One optimiser step on a batch of frames (FrameSampler); returns the detached loss (no host sync)."""
+    v, y, stim = batch
+    loss = loss_fn(v, y, stim, epoch)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
