@@ -1,10 +1,11 @@
-# Two entry points that work on a fresh machine: `make demo` and `make test`.
+# Entry points that work on a fresh machine: `make demo`, `make test` and (as root on Debian, which it
+# installs Slurm, Chromium and the claude CLI on) `make test-integration`.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean-demo
+.PHONY: install demo test test-integration lint bench clean-demo
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -24,6 +25,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# Tests marked `real` and `browser`: a real one-node Slurm, the real claude CLI and the anthropic SDK over TCP
+# against a fake API on 127.0.0.1, headless Chromium. See tests/integration/run.sh.
+test-integration: $(STAMP)
+	PY=$(BIN)/python bash tests/integration/run.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

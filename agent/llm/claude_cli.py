@@ -219,10 +219,19 @@ class ClaudeCliBackend(LLMBackend):
                 response=response,
             )
         if data.get("is_error") or data.get("subtype", "success") != "success" or done.returncode != 0:
-            reason = data.get("subtype") or f"exit code {done.returncode}"
+            subtype = data.get("subtype")
+            reason = subtype if subtype and subtype != "success" else f"error (exit code {done.returncode})"
             if status:
                 reason = f"HTTP {status} {data.get('api_error_type') or ''}".strip()
-            raise LLMCallFailed(f"{where}: {reason}: {one_line(scrub(response.text, secret), 200)}", response=response)
+            hint = ""
+            if "not logged in" in response.text.lower() or "/login" in response.text:
+                where_home = "its own home in the run" if self.home is not None else "your home"
+                hint = (
+                    f"; the CLI found no login in {where_home}: set claude.cli_home: user to use your Claude Code "
+                    "login, or export ANTHROPIC_API_KEY"
+                )
+            text = one_line(scrub(response.text, secret), 200)
+            raise LLMCallFailed(f"{where}: {reason}: {text}{hint}", response=response)
         if response.stop_reason in ("max_tokens", "refusal"):
             raise LLMCallFailed(f"{where}: stop_reason {response.stop_reason}", response=response)
         if not response.text.strip():

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import threading
 import time
 from collections import deque
@@ -36,6 +37,14 @@ ERROR_TYPES = {
     500: "api_error",
     529: "overloaded_error",
 }
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """A client that gave up (a timeout test) closes its socket mid-answer: not worth a traceback."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
 
 
 @dataclass
@@ -71,7 +80,7 @@ class FakeAnthropic:
         self.api_keys: set[str] | None = None  # None: any key is accepted
         self.models = {k: dict(v) for k, v in MODELS.items()}
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer((host, port), self._handler_class())
+        self._server = _QuietServer((host, port), self._handler_class())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 

@@ -148,6 +148,11 @@ def up(root: Path, cpus: int = 2) -> Path:
     for sub in ("pids", "log", "run", "state", "spool", "munge", "mysql"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     os.chmod(root, 0o755)
+    closed = [str(p) for p in root.parents if not os.stat(p).st_mode & 0o001]
+    if closed:
+        raise ClusterError(
+            f"{closed[0]} is not searchable by others: munged and mariadbd (own users) cannot reach {root}"
+        )
     for sub, user in (("munge", "munge"), ("mysql", "mysql"), ("log", "mysql")):
         _chown(root / sub, user)
     os.chmod(root / "munge", 0o700)

@@ -49,6 +49,8 @@ FAKE = textwrap.dedent(
     if mode == "auth":
         result.update(is_error=True, api_error_status=401, api_error_type="authentication_error",
                       result="Invalid API key", modelUsage={{}})
+    if mode == "nologin":
+        result.update(is_error=True, result="Not logged in · Please run /login", modelUsage={{}})
     print(json.dumps({{"type": "system", "subtype": "init"}}))
     print(json.dumps(result))
     """
@@ -143,6 +145,16 @@ def test_cli_rejected_key_fails_saying_so(fake_claude, monkeypatch):
     with pytest.raises(LLMCallFailed, match=r"authentication failed \(HTTP 401 authentication_error\)") as info:
         ClaudeCliBackend("claude-test", timeout_s=30).complete(make_request())
     assert "ANTHROPIC_API_KEY" in str(info.value) and "cli_home: user" in str(info.value)
+
+
+@pytest.mark.fault("llm")
+def test_cli_without_a_login_in_the_run_home_says_how_to_use_yours(fake_claude, monkeypatch, tmp_path):
+    monkeypatch.setenv("FAKE_CLAUDE_MODE", "nologin")
+    with pytest.raises(LLMCallFailed) as info:
+        ClaudeCliBackend("claude-test", timeout_s=30, home=tmp_path / "h").complete(make_request())
+    message = str(info.value)
+    assert message.startswith("claude-cli batch-001: error (exit code 0): Not logged in")
+    assert "set claude.cli_home: user" in message and "\n" not in message
 
 
 @pytest.mark.fault("llm")
