@@ -20,7 +20,8 @@ variance table; for R2, the peak or final of those nodes' R2 trajectories. A fai
 the variance table). A CV claim must match the CV of one of those configs (0.5 percentage points).
 
 Not claims: a number after a comparison (``R2 > 0.8``), the start of a range (``R2 0.3-0.8``), a change
-written with ``by`` (``conn_R2 rose by 0.03``) or a name glued to other letters (``Δconn_R2``).
+(``conn_R2 rose by 0.03``, ``conn_R2 improved 15%``; but ``rose to 0.91`` is a value), a number glued to
+letters (``R2 2x``) or a name glued to other letters (``Δconn_R2``).
 Pure functions: the caller passes the facts (agent.reply_check builds them from its ReplyContext).
 """
 
@@ -71,9 +72,10 @@ METRIC_ALIASES: dict[str, str] = {
 STRUCTURED_KEYS = frozenset({"Node", "Config", "Metrics", "R2 trajectory", "Mutation", "Variance update"})
 LINKING_WORDS = (
     "of|is|was|were|are|at|to|from|reached|reaches|reaching|hit|hits|peaked|peaks|peak|final|finally|ended|"
-    "ends|mean|average|avg|about|around|approx|approximately|only|still|now|stayed|stays|rose|rises|fell|falls|"
-    "dropped|drops|climbed|improved|cv|value|score|trajectory"
+    "ends|mean|average|avg|about|around|approx|approximately|only|still|now|stayed|stays|cv|value|score|trajectory"
 )
+# A change verb links a value only with "to"/"from"/"at" ("rose to 0.91"); "rose 0.03" / "improved 15%" are changes.
+CHANGE_VERBS = "rose|rises|risen|fell|falls|fallen|dropped|drops|climbed|climbs|improved|improves|decreased|increased"
 _TABLE_MEAN = {
     "connectivity_R2": "conn_mean",
     "tau_R2": "tau_mean",
@@ -93,8 +95,9 @@ _NAME = "|".join(
 _NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 _CLAIM = re.compile(
     rf"(?<![\w.])(?P<cv_before>CV\s*\(\s*|CV\s+(?:of\s+)?)?(?P<name>{_NAME})(?![\w])(?:\s*\))?"
-    rf"(?P<link>(?:\s*(?:(?:{LINKING_WORDS})\b|[=:~≈]))*)\s*\(?\s*(?P<number>{_NUMBER})(?!\d)(?P<pct>\s*%)?"
-    rf"(?P<range>\s*(?:-|–|—|to)\s*\d)?",
+    rf"(?P<link>(?:\s*(?:(?:{LINKING_WORDS})\b|(?:{CHANGE_VERBS})\s+(?:to|from|at)\b|[=:~≈]))*)"
+    rf"\s*\(?\s*(?P<number>(?>{_NUMBER}))(?!\w)(?P<pct>\s*%)?"
+    rf"(?P<range>\s*(?:-|–|—|to)\s*(?P<upper>(?>{_NUMBER}))(?!\w)(?P<upper_pct>\s*%)?)?",
     re.IGNORECASE,
 )
 _NODE_REF = re.compile(
@@ -146,27 +149,35 @@ def _half_unit(text: str) -> float:
     return 0.5 * 10.0 ** max(min(int(exponent), 308), -308) if isinstance(exponent, int) else 0.0
 
 
+def _claim(metric: str, number: str, percent: bool, is_cv: bool, text: str) -> Claim | None:
+    try:
+        value, half = float(Decimal(number)), _half_unit(number)
+    except (InvalidOperation, ValueError, OverflowError):
+        return None
+    if not math.isfinite(value):
+        return None
+    if percent and not is_cv:
+        value, half = value / 100.0, half / 100.0
+    return Claim(metric=metric, text=" ".join(text.split()), value=value, half_unit=half, is_cv=is_cv)
+
+
 def find_claims(sentence: str) -> list[Claim]:
-    """Every metric claim of one sentence (see the module docstring for the forms)."""
+    """Every metric claim of one sentence (see the module docstring for the forms). ``from X to Y`` claims
+    both X and Y; any other range (``0.3-0.8``, ``0.3 to 0.8``) claims nothing."""
     claims = []
     for m in _CLAIM.finditer(sentence):
-        if m.group("range"):
+        link = m.group("link").lower()
+        transition = re.search(r"\bfrom\b", link) is not None
+        if m.group("range") and not transition:
             continue
         name = " ".join(m.group("name").lower().replace("_", " ").split())
         metric = next(v for a, v in METRIC_ALIASES.items() if a.replace("_", " ") == name)
-        try:
-            value = float(Decimal(m.group("number")))
-            half = _half_unit(m.group("number"))
-        except (InvalidOperation, ValueError, OverflowError):
-            continue
-        if not math.isfinite(value):
-            continue
-        link = m.group("link").lower()
         is_cv = bool(m.group("cv_before")) or re.search(r"\bcv\b", link) is not None
-        if m.group("pct") and not is_cv:
-            value, half = value / 100.0, half / 100.0
-        text = " ".join(m.group(0).split())
-        claims.append(Claim(metric=metric, text=text, value=value, half_unit=half, is_cv=is_cv))
+        head = m.group(0)[: m.end("pct" if m.group("pct") else "number") - m.start()]
+        found = [_claim(metric, m.group("number"), bool(m.group("pct")), is_cv, head)]
+        if m.group("range"):
+            found.append(_claim(metric, m.group("upper"), bool(m.group("upper_pct")), is_cv, m.group(0)))
+        claims += [c for c in found if c is not None]
     return claims
 
 

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from agent.claims import METRIC_ALIASES, find_claims, named_configs, named_nodes
+from agent.claims import METRIC_ALIASES, ClaimFacts, check_entry_claims, find_claims, named_configs, named_nodes
 from agent.offline_policy import OfflinePlanner
 from agent.reply import parse_reply, validate_reply
 from agent.reply_check import ReplyContext
@@ -116,12 +116,22 @@ def test_cv_forms_are_cv_claims_in_percent() -> None:
         "converged when R2 > 0.8",
         "partial for conn_R2 0.3-0.8",
         "conn_R2 rose by 0.03",
+        "conn_R2 improved 15%",
         "Δconn_R2 +0.03",
         "W-phases +0.4",
+        "R2 2x higher",
     ],
 )
 def test_thresholds_ranges_and_changes_are_not_claims(sentence: str) -> None:
     assert find_claims(sentence) == []
+
+
+def test_from_x_to_y_claims_both_values() -> None:
+    claims = find_claims("conn_R2 rose from 0.412 to 0.520")
+    assert [(c.text, c.value) for c in claims] == [
+        ("conn_R2 rose from 0.412", 0.412),
+        ("conn_R2 rose from 0.412 to 0.520", 0.52),
+    ]
 
 
 def test_nodes_and_configs_named_in_a_sentence() -> None:
@@ -297,3 +307,19 @@ def test_correct_numbers_in_other_accepted_forms_are_not_false_alarms(reply, ctx
         else:
             text = replace_line(text, "Parent rule:", iteration, lambda ln, s=sentences: ln + "\n" + "; ".join(s))
     assert errors_of(text, ctx) == []
+
+
+def test_the_parent_is_implied_and_an_unnamed_other_node_is_not(block1, result_factory, base) -> None:
+    child = result_factory(13, base, conn=0.52, parent=5, strategy="exploit")
+    results = {r.iteration: r for r in [*block1, child]}
+    facts = ClaimFacts(results=results, rows=variance_table(list(results.values())))
+    parent_r2 = results[5].metrics.connectivity_R2
+    other_r2 = results[6].metrics.connectivity_R2
+    assert (
+        check_entry_claims(
+            13, f"## Iter 13: partial\nObservation: conn_R2 rose from {parent_r2:.3f} to 0.520", child, facts
+        )
+        == []
+    )
+    errors = check_entry_claims(13, f"## Iter 13: partial\nObservation: conn_R2 {other_r2:.3f}", child, facts)
+    assert len(errors) == 1 and errors[0].startswith(f"Iter 13: Observation: 'conn_R2 {other_r2:.3f}' states")
