@@ -1,20 +1,28 @@
 """Trainer benchmarks.
 
-Speed (default): ms per training iteration (forward, loss with regularisers, backward, Adam step) on
-the real connectome at extents 4 and 8, lin_edge evaluated once per neuron vs once per edge.
+Speed (default): ms per training iteration (forward, loss with the published regularisers of
+configs/flyvis_62_1_gs_alternate.yaml, backward, Adam step) on the real connectome, the previous version
+(``old``: lin_edge per neuron through nn.Sequential, messages by a flat gather/scatter over batch copies of the
+edges) against the current one (``new``: sparse aggregation, fused MLP node, oneDNN on the CPU), timed in
+interleaved rounds (medians; the ratio is old/new). ``compile:MODE`` times the step with training.compile=MODE
+(CUDA: ``compile:reduce-overhead`` = CUDA graphs). ``--profile FILE`` writes torch.profiler's top-10 table of
+the new step; ``--json FILE`` the figures (rewritten after every mode, so a timed-out run keeps what it did).
 Science (``--science``): extent 4, 20,000 frames, configs/flyvis_science_cpu.yaml; conn_R2, tau_R2,
 V_rest_R2 and wall time for the synthetic and the checkpoint ground truth (skipped when absent),
 standard and cyclic alternating training.
 
-    python benchmarks/bench_train.py [--extents 4 8] [--device cpu] [--threads 2]
+    python benchmarks/bench_train.py --threads 2 [--extents 8] [--modes old new] [--rounds 7] [--device cpu]
     python benchmarks/bench_train.py --science [--iterations N] [--work /tmp/bench_train]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -28,59 +36,142 @@ from simulator.ground_truth import shared_checkpoint_dir  # noqa: E402
 from trainer.losses import data_loss, regularisers  # noqa: E402
 from trainer.model import EdgeMode, FlyVisGNN  # noqa: E402
 from trainer.schedule import base_lrs, build_optimizer  # noqa: E402
+from trainer.train import fuse_adam, make_loss_fn  # noqa: E402
 
 SCIENCE_CONFIG = REPO / "configs" / "flyvis_science_cpu.yaml"
+FULL_CONFIG = REPO / "configs" / "flyvis_62_1_gs_alternate.yaml"
+XNORM = 0.5
 
 
-def ms_per_iteration(
-    extent: int, edge_mode: EdgeMode, cfg: ExperimentConfig, device: torch.device, n_iter: int, warmup: int = 2
-) -> tuple[float, int, int]:
-    """Mean wall ms of a full training step on random voltages; returns (ms, neurons, edges)."""
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def make_step(
+    mode: str, extent: int, cfg: ExperimentConfig, device: torch.device
+) -> tuple[Callable[[], None], int, int]:
+    """A full training step on fixed random frames for ``mode`` (old | new | edge | compile:MODE)."""
     from simulator.connectome import build_connectome
 
     con = build_connectome(extent)
     n, b = con.n_neurons, cfg.training.batch_size
+    edge_mode: EdgeMode = "node" if mode == "old" else "edge" if mode == "edge" else "sparse"
     model = FlyVisGNN(
         cfg.graph_model, torch.from_numpy(con.edge_index), n, con.n_input, seed=0, edge_mode=edge_mode
     ).to(device)
     opt = build_optimizer(model.param_groups(), base_lrs(cfg.training))
+    if mode not in ("old", "edge"):
+        fuse_adam(opt)
     gen = torch.Generator().manual_seed(0)
     v = (torch.rand(b, n, generator=gen) * 2 - 0.5).to(device)
     y = torch.randn(b, n, generator=gen).to(device)
     stim = torch.rand(b, con.n_input, generator=gen).to(device)
+    t = cfg.training.model_copy(update={"compile": mode.split(":", 1)[1] if mode.startswith("compile:") else "off"})
+    loss_fn = make_loss_fn(model, t, XNORM)
 
-    def step() -> None:
+    def step_old() -> None:  # the previous loop's step: loss built inline, regularisers on the last frame
         loss = data_loss(model(v, stim), y)
-        for term in regularisers(model, v[0], cfg.training, 0, 0.5).values():
+        for term in regularisers(model, v[-1], cfg.training, 0, XNORM).values():
             loss = loss + term
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
-    for _ in range(warmup):
+    def step_new() -> None:
+        loss = loss_fn(v, y, stim, 0)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return (step_old if mode in ("old", "edge") else step_new), n, con.n_edges
+
+
+def time_modes(
+    modes: list[str], extent: int, cfg: ExperimentConfig, device: torch.device, n_iter: int, rounds: int,
+    on_result: Callable[[dict], None] | None = None,
+) -> dict[str, dict]:  # fmt: skip
+    """Median ms per iteration of each mode over ``rounds`` interleaved rounds of ``n_iter`` iterations."""
+    steps, results = {}, {}
+    for mode in modes:
+        t0 = time.perf_counter()
+        step, n, e = make_step(mode, extent, cfg, device)
+        for _ in range(3 if mode.startswith("compile") else 2):  # warm-up (and compilation)
+            step()
+        _sync(device)
+        steps[mode] = step
+        results[mode] = {"extent": extent, "neurons": n, "edges": e, "setup_s": time.perf_counter() - t0, "ms": []}
+    for _ in range(rounds):
+        for mode, step in steps.items():
+            k = max(1, n_iter // 10) if mode == "edge" else n_iter
+            _sync(device)
+            t0 = time.perf_counter()
+            for _ in range(k):
+                step()
+            _sync(device)
+            results[mode]["ms"].append((time.perf_counter() - t0) / k * 1e3)
+        if on_result is not None:
+            on_result({m: {**r, "median_ms": statistics.median(r["ms"])} for m, r in results.items()})
+    for r in results.values():
+        r["median_ms"] = statistics.median(r["ms"])
+    return results
+
+
+def profile_table(extent: int, cfg: ExperimentConfig, device: torch.device, mode: str = "new", n: int = 10) -> str:
+    """torch.profiler's top-10 (by device time on CUDA, CPU time otherwise) for ``n`` steps of ``mode``."""
+    from torch.profiler import ProfilerActivity, profile
+
+    step, _, _ = make_step(mode, extent, cfg, device)
+    for _ in range(3):
         step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(n_iter):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - t0) / n_iter * 1000.0, n, con.n_edges
+    _sync(device)
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=acts) as prof:
+        for _ in range(n):
+            step()
+        _sync(device)
+    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    wall = prof.key_averages().table(sort_by="cpu_time_total", row_limit=5)
+    return (
+        f"{n} steps of {mode}, extent {extent}, {device}\n"
+        + prof.key_averages().table(sort_by=key, row_limit=10)
+        + ("\nby CPU time including children (Python/launch overhead):\n" + wall)
+    )
 
 
 def speed(args: argparse.Namespace) -> None:
-    cfg = ExperimentConfig(dataset="bench")  # full-scale defaults: hidden 80, batch 2, all regularisers
+    cfg = load_experiment(FULL_CONFIG)  # full-scale model and the published regularisers
     device = torch.device(args.device)
     print(
         f"device={device} threads={torch.get_num_threads()} hidden={cfg.graph_model.hidden_dim} "
-        f"batch={cfg.training.batch_size}"
+        f"batch={cfg.training.batch_size} rounds={args.rounds} x {args.n_iter} iterations (medians)"
     )
-    print("extent  neurons    edges  node ms/it  edge ms/it  ratio")
+    report: dict = {
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "extents": {},
+    }
+
+    def save(partial: dict) -> None:
+        if args.json:
+            report["extents"][str(extent)] = partial
+            args.json.write_text(json.dumps(report, indent=1))
+
     for extent in args.extents:
-        node_ms, n, e = ms_per_iteration(extent, "node", cfg, device, args.n_iter)
-        edge_ms, _, _ = ms_per_iteration(extent, "edge", cfg, device, max(2, args.n_iter // 10))
-        print(f"{extent:6d} {n:8d} {e:8d} {node_ms:11.1f} {edge_ms:11.1f} {edge_ms / node_ms:6.1f}", flush=True)
+        res = time_modes(args.modes, extent, cfg, device, args.n_iter, args.rounds, on_result=save)
+        save(res)
+        base = res.get("old", {}).get("median_ms")
+        n, e = next(iter(res.values()))["neurons"], next(iter(res.values()))["edges"]
+        print(f"extent {extent}: {n} neurons, {e} edges")
+        for mode, r in res.items():
+            ratio = f"  old/{mode} = {base / r['median_ms']:.2f}" if base and mode != "old" else ""
+            spread = f"{min(r['ms']):.1f}-{max(r['ms']):.1f}"
+            print(f"  {mode:26s} {r['median_ms']:8.2f} ms/it (rounds {spread}){ratio}", flush=True)
+    if args.profile:
+        table = profile_table(args.extents[-1], cfg, device)
+        args.profile.write_text(table)
+        print(table)
 
 
 def science_run(cfg: ExperimentConfig, data_dir: Path, out: Path, device: str) -> tuple[dict, float]:
@@ -129,8 +220,12 @@ def science(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--science", action="store_true", help="CPU science benchmark instead of the speed one")
-    p.add_argument("--extents", type=int, nargs="+", default=[4, 8])
-    p.add_argument("--n-iter", type=int, default=20, help="timed iterations (node-level; per-edge gets 1/10)")
+    p.add_argument("--extents", type=int, nargs="+", default=[8])
+    p.add_argument("--modes", nargs="+", default=["old", "new"], help="old | new | edge | compile:MODE")
+    p.add_argument("--n-iter", type=int, default=5, help="iterations per round and mode (edge: 1/10)")
+    p.add_argument("--rounds", type=int, default=7, help="interleaved rounds; the median is reported")
+    p.add_argument("--json", type=Path, default=None, help="speed: write the figures here")
+    p.add_argument("--profile", type=Path, default=None, help="speed: write the profiler table of 'new' here")
     p.add_argument("--iterations", type=int, default=None, help="science: override training.n_iterations")
     p.add_argument("--work", type=Path, default=Path("/tmp/bench_train"), help="science: data and outputs")
     p.add_argument("--device", default="cpu")

@@ -190,15 +190,17 @@ class EdgeGraph(nn.Module):
         src, dst = edge_index[0].long(), edge_index[1].long()
         in_perm = torch.argsort(dst * self.n + src)  # rows by target, columns sorted inside a row
         out_perm = torch.argsort(src * self.n + dst)
+        small = max(self.n, int(src.numel())) < 2**31 - 1
+        idx = (lambda t: t.int()) if small else (lambda t: t)  # int32: the CPU sparse kernel's index type
         for name, t in {
             "src": src,
             "dst": dst,
             "in_perm": in_perm,
-            "in_src": src[in_perm],
-            "in_ptr": _ptr(dst, self.n),
+            "in_src": idx(src[in_perm]),
+            "in_ptr": idx(_ptr(dst, self.n)),
             "out_perm": out_perm,
-            "out_dst": dst[out_perm],
-            "out_ptr": _ptr(src, self.n),
+            "out_dst": idx(dst[out_perm]),
+            "out_ptr": idx(_ptr(src, self.n)),
         }.items():
             self.register_buffer(name, t.contiguous(), persistent=False)
 
