@@ -30,7 +30,10 @@ TRACE_EPS = 1e-8  # per-neuron std / sum of squares below this: Pearson / R2 und
 CLUSTER_SEED = 42  # GaussianMixture random_state, fixed
 GMM_REG_COVAR = 1e-6  # sklearn's default; raised 10x per retry only if a fit fails
 GMM_REG_RETRIES = 4
-CHUNK_POINTS = 1 << 20  # grid points per MLP pass (bounds memory at extent 8: 45,669 neurons x 1,000)
+# grid points per MLP pass: small on CPU (cache-sized: 2x faster than 1M points, measured at extent 4), large on
+# a GPU (few launches); both bound memory at extent 8 (45,669 neurons x 1,000 points)
+CHUNK_POINTS_CPU = 1 << 14
+CHUNK_POINTS_GPU = 1 << 22
 STATS_CHUNK_FRAMES = 2048
 
 __all__ = [
@@ -128,8 +131,8 @@ def voltage_grid(lo: Tensor, hi: Tensor, k: int = GRID_POINTS) -> Tensor:
 
 
 def _on_grid(fn: Callable[[Tensor, Tensor], Tensor], a: Tensor, v: Tensor) -> Tensor:
-    """``fn(v, a_i)`` for a per-neuron grid v (N, K), in chunks of neurons of about CHUNK_POINTS points."""
-    step = max(1, CHUNK_POINTS // v.shape[1])
+    """``fn(v, a_i)`` for a per-neuron grid v (N, K), in chunks of whole neurons (CHUNK_POINTS_* points)."""
+    step = max(1, (CHUNK_POINTS_GPU if v.is_cuda else CHUNK_POINTS_CPU) // v.shape[1])
     outs = []
     for s in range(0, v.shape[0], step):
         vv = v[s : s + step]
