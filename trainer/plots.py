@@ -148,7 +148,7 @@ def rollout_plot(
         ax.set_ylim(lo - 1.5, hi + 1.5)
     ax.set_xlabel("time (s)")
     ax.set_ylabel("voltage (offset per neuron)")
-    state = " DIVERGED (reached the +-100 clamp)" if diverged else ""
-    ax.set_title(f"test rollout{state}: true (solid) vs GNN (dashed)")
+    state = " DIVERGED (hit the +-100 clamp)" if diverged else ""
+    ax.set_title(f"test rollout{state}: true (solid) vs GNN (dashed)", fontsize=10)
     fig.tight_layout()
     _save(fig, path)
