@@ -13,11 +13,13 @@ from agent.prompts import (
     PromptError,
     StartPromptInput,
     load_instructions,
+    metrics_line,
     render_batch_prompt,
     render_reask_prompt,
     render_start_prompt,
 )
 from agent.reply import ReplyContext, parse_reply, validate_reply
+from experiment.records import Metrics
 from memory.documents import MemoryDocument, initial_memory
 
 INSTRUCTIONS = "instruction_flyvis_62_1_gs_alternate.md"
@@ -236,3 +238,17 @@ def test_lines_copied_from_the_batch_prompt_pass_the_reply_validator(batch_start
         base_trainable=normalize_trainable(default_trainable()),
     )
     assert validate_reply(parse_reply(_reply_copied_from(prompt, configs)), ctx) == []
+
+
+def test_a_floored_test_r2_round_trips_through_the_metrics_line(valid_parts, assemble_reply, make_ctx, batch4):
+    # an older record of a diverged rollout (test_R2 = -1.27e15) reads back floored; copying the printed
+    # Metrics line passes the reply check
+    r13 = batch4[0]
+    assert r13.metrics is not None
+    old = {**r13.metrics.model_dump(exclude={"rollout_diverged"}), "test_R2": -1.27e15}
+    r13.metrics = Metrics.model_validate(old)
+    line = metrics_line(r13)
+    assert "test_R2=-1.0000," in line
+    entries = valid_parts["entries"].replace("test_R2=0.8,", "test_R2=-1.0000,", 1)
+    reply = parse_reply(assemble_reply({**valid_parts, "entries": entries}))
+    assert [e for e in validate_reply(reply, make_ctx()) if "test_R2" in e] == []
