@@ -194,6 +194,13 @@ class DispatchConfig(_Section):
     executor: Literal["local", "slurm", "lsf"] = "local"
     max_parallel: int | None = Field(None, ge=1, description="local: concurrent slots (default: GPUs or 2)")
     threads_per_slot: int | None = Field(None, ge=1, description="local CPU: torch threads per slot")
+    slots_per_gpu: int = Field(1, ge=1, le=16, description="local: slots run at once on one GPU")
+    gpu_min_free_gb: float | None = Field(
+        None, gt=0, description="local: another slot starts on a GPU only while it has this much free memory"
+    )
+    mps: Literal["auto", "off"] = Field(
+        "auto", description="local: start CUDA MPS when slots share a GPU and nvidia-cuda-mps-control exists"
+    )
     slot_timeout_min: float = Field(180.0, gt=0)
     poll_s: float = Field(10.0, gt=0)
     submit_deadline_s: float = Field(300.0, gt=0, description="total time to retry a failing job submission")

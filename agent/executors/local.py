@@ -2,8 +2,11 @@
 
 Each slot runs in its own session (``start_new_session=True``) so it can be killed as a group
 and outlives a controller restart. With GPUs, every running slot gets one GPU through
-``CUDA_VISIBLE_DEVICES``; without, a concurrency limit applies and each slot gets
-``threads_per_slot`` BLAS/OpenMP threads. Jobs beyond the limit wait in an in-process queue
+``CUDA_VISIBLE_DEVICES``, and up to ``slots_per_gpu`` slots share a GPU (the least-loaded first;
+with ``gpu_min_free_gb`` only while nvidia-smi reports that much free memory on it; through CUDA
+MPS when ``nvidia-cuda-mps-control`` exists: the executor starts the daemon with its pipe under
+``work_dir/mps`` and stops it on ``close()`` once none of its slots runs). Without GPUs, a
+concurrency limit applies. Each slot gets ``threads_per_slot`` BLAS/OpenMP threads. Jobs beyond the limit wait in an in-process queue
 that advances whenever the caller polls (``is_active``/``outcome``/``wait``).
 
 The pid, its kernel start time (to tell a reused pid apart) and the GPU are written to
@@ -14,12 +17,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +52,8 @@ PID_FILE = "slot.pid.json"
 _KILL_GRACE_S = 3.0
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 LOCAL_POLL_S = 0.5  # upper bound on the poll interval: checking local processes costs nothing
+MPS_CONTROL = "nvidia-cuda-mps-control"
+FreeMemory = Callable[[], dict[str, float]]  # GPU id -> free memory in GB
 
 
 class PidRecord(BaseModel):
@@ -141,6 +148,30 @@ def detect_gpus() -> list[str]:
         return []
 
 
+def gpu_free_memory_gb() -> dict[str, float]:
+    """Free memory per GPU id (nvidia-smi's index) in GB; empty when nvidia-smi is unavailable."""
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=index,memory.free", "--format=csv,noheader,nounits"],
+            capture_output=True, text=True, timeout=20, check=True,
+        ).stdout  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    free: dict[str, float] = {}
+    for line in out.splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) == 2 and parts[1].replace(".", "", 1).isdigit():
+            free[parts[0]] = float(parts[1]) / 1024.0
+    return free
+
+
+class _NoCapacity:
+    """No GPU can take another slot right now (every one is full or short of free memory)."""
+
+
+NO_CAPACITY = _NoCapacity()
+
+
 def available_cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -151,8 +182,8 @@ def available_cores() -> int:
 class LocalExecutor(Executor):
     """Subprocess slots with a concurrency limit, GPU pinning, timeouts and re-attach by pid.
 
-    ``gpus``/``cores`` override detection (tests); ``work_dir`` is kept for symmetry with the
-    scheduler backends (local slots write only into their own ``out_dir``).
+    ``gpus``/``cores``/``free_memory`` override detection (tests); ``work_dir`` holds the MPS pipe and
+    log folders when the executor starts CUDA MPS (slots write only into their own ``out_dir``).
     """
 
     backend = "local"
@@ -164,13 +195,17 @@ class LocalExecutor(Executor):
         *,
         gpus: list[str] | None = None,
         cores: int | None = None,
+        free_memory: FreeMemory | None = None,
     ) -> None:
         super().__init__(min(settings.poll_s, LOCAL_POLL_S))  # polling local processes is cheap
         self.settings = settings
         self.work_dir = Path(work_dir)
         self._gpus = gpus  # None: detected on first use
         self._cores = cores
+        self._free_memory = free_memory or gpu_free_memory_gb
         self._state = _State()
+        self._mps_env: dict[str, str] | None = None  # set once MPS runs (started here or found running)
+        self._mps_started = False
 
     # -- resources -------------------------------------------------------------------------
 
@@ -182,21 +217,80 @@ class LocalExecutor(Executor):
 
     @property
     def max_parallel(self) -> int:
-        return self.settings.max_parallel or (len(self.gpus) if self.gpus else 2)
+        return self.settings.max_parallel or (len(self.gpus) * self.settings.slots_per_gpu if self.gpus else 2)
 
     @property
     def threads_per_slot(self) -> int:
         return self.settings.threads_per_slot or max(1, (self._cores or available_cores()) // self.max_parallel)
 
-    def _pick_gpu(self) -> str | None:
-        """The least-used GPU (a free one while max_parallel <= number of GPUs)."""
-        if not self.gpus:
-            return None
+    def gpu_load(self) -> dict[str, int]:
+        """Running slots per GPU id."""
         load = {g: 0 for g in self.gpus}
         for r in self._state.running.values():
             if r.record.gpu in load:
                 load[r.record.gpu] += 1
-        return min(self.gpus, key=lambda g: load[g])
+        return load
+
+    def _pick_gpu(self) -> str | _NoCapacity | None:
+        """The least-loaded GPU that can take another slot; None without GPUs; NO_CAPACITY when all are full.
+
+        A GPU takes up to ``slots_per_gpu`` slots; with ``gpu_min_free_gb`` a GPU that already runs a slot
+        takes another only while it reports that much free memory (an idle GPU always takes one).
+        """
+        if not self.gpus:
+            return None
+        load = self.gpu_load()
+        candidates = [g for g in self.gpus if load[g] < self.settings.slots_per_gpu]
+        need = self.settings.gpu_min_free_gb
+        if need is not None and any(load[g] for g in candidates):
+            free = self._free_memory()
+            candidates = [g for g in candidates if load[g] == 0 or free.get(g, float("inf")) >= need]
+        if not candidates:
+            return NO_CAPACITY
+        return min(candidates, key=lambda g: (load[g], self.gpus.index(g)))
+
+    # -- CUDA MPS --------------------------------------------------------------------------
+
+    def _mps_wanted(self) -> bool:
+        return bool(self.gpus) and self.settings.slots_per_gpu > 1 and self.settings.mps == "auto"
+
+    def _ensure_mps(self) -> dict[str, str]:
+        """The MPS env for slots: starts the control daemon (pipe under work_dir/mps) on first need; {} when
+        MPS is off, not wanted or unavailable (slots then share the GPU by time-slicing)."""
+        if self._mps_env is not None or not self._mps_wanted():
+            return self._mps_env or {}
+        control = shutil.which(MPS_CONTROL)
+        if control is None:
+            self._mps_env = {}
+            return {}
+        env = {
+            "CUDA_MPS_PIPE_DIRECTORY": str(self.work_dir / "mps" / "pipe"),
+            "CUDA_MPS_LOG_DIRECTORY": str(self.work_dir / "mps" / "log"),
+        }
+        for folder in env.values():
+            Path(folder).mkdir(parents=True, exist_ok=True)
+        try:
+            done = subprocess.run([control, "-d"], env={**os.environ, **env}, capture_output=True, timeout=30)
+        except (OSError, subprocess.SubprocessError):
+            done = None
+        if done is None or done.returncode != 0:
+            # already running with this pipe (a restarted controller) answers on the pipe; else no MPS
+            self._mps_env = env if (self.work_dir / "mps" / "pipe" / "control").exists() else {}
+            return self._mps_env
+        self._mps_started = True
+        self._mps_env = env
+        return env
+
+    def close(self) -> None:
+        """Stop the MPS daemon this executor started, unless slots of it still run (they would lose it)."""
+        self._advance()
+        if self._mps_started and not self._state.running and self._mps_env:
+            control = shutil.which(MPS_CONTROL)
+            if control is not None:
+                with contextlib.suppress(OSError, subprocess.SubprocessError):
+                    subprocess.run([control], input=b"quit\n", env={**os.environ, **self._mps_env}, timeout=30)
+            self._mps_started = False
+            self._mps_env = None
 
     # -- interface -------------------------------------------------------------------------
 
@@ -212,9 +306,11 @@ class LocalExecutor(Executor):
         queued = _Queued(job=job, handle=handle, script=script)
         self._advance()
         if len(self._state.running) < self.max_parallel and not self._state.queue:
-            self._launch(queued, raise_errors=True)
-        else:
-            self._state.queue.append(queued)
+            gpu = self._pick_gpu()
+            if not isinstance(gpu, _NoCapacity):
+                self._launch(queued, gpu, raise_errors=True)
+                return handle
+        self._state.queue.append(queued)
         return handle
 
     def is_active(self, handle: JobHandle) -> bool:
@@ -291,15 +387,18 @@ class LocalExecutor(Executor):
                 del self._state.running[jid]
                 self._kill(run, f"timed out after {self.settings.slot_timeout_min:g} min")
         while self._state.queue and len(self._state.running) < self.max_parallel:
-            self._launch(self._state.queue.popleft(), raise_errors=False)
+            gpu = self._pick_gpu()
+            if isinstance(gpu, _NoCapacity):
+                break
+            self._launch(self._state.queue.popleft(), gpu, raise_errors=False)
 
-    def _launch(self, queued: _Queued, *, raise_errors: bool) -> None:
-        """Start a job's wrapper in a new session; retry spawn failures up to the deadline."""
-        gpu = self._pick_gpu()
+    def _launch(self, queued: _Queued, gpu: str | None, *, raise_errors: bool) -> None:
+        """Start a job's wrapper in a new session on ``gpu``; retry spawn failures up to the deadline."""
         env = dict(os.environ)
         env.update({var: str(self.threads_per_slot) for var in _THREAD_VARS})
         if gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = gpu
+            env.update(self._ensure_mps())
 
         def spawn() -> subprocess.Popen[bytes]:
             with (queued.job.out_dir / SLOT_LOG).open("ab") as log:
