@@ -197,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
                 journal.append("interrupted", cancelled_jobs=n)
                 print(f"interrupted: cancelled {n} job(s); resume with --resume", file=sys.stderr)
                 return EXIT_INTERRUPTED
+            finally:
+                getattr(executor, "close", lambda: None)()  # local: stops the CUDA MPS daemon it started
     except (JournalError, UsageError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
