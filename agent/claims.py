@@ -29,9 +29,8 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-
-from pydantic import BaseModel, ConfigDict
 
 from agent.reply_parse import ENTRY_KEYS
 from agent.state import SlotResult
@@ -93,15 +92,16 @@ _NAME = "|".join(
     for alias in sorted(METRIC_ALIASES, key=len, reverse=True)
 )
 _NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
-_CLAIM = re.compile(
-    rf"(?<![\w.])(?P<cv_before>CV\s*\(\s*|CV\s+(?:of\s+)?)?(?P<name>{_NAME})(?![\w])(?:\s*\))?"
-    rf"(?P<link>(?:\s*(?:(?:{LINKING_WORDS})\b|(?:{CHANGE_VERBS})\s+(?:to|from|at)\b|[=:~≈]))*)"
-    rf"\s*\(?\s*(?P<number>(?>{_NUMBER}))(?!\w)(?P<pct>\s*%)?"
-    rf"(?P<range>\s*(?:-|–|—|to)\s*(?P<upper>(?>{_NUMBER}))(?!\w)(?P<upper_pct>\s*%)?)?",
+_CLAIM = re.compile(  # possessive / atomic pieces: linear time on hostile text (long runs of spaces or '=')
+    rf"(?<![\w.])(?P<cv_before>CV\s*+\(\s*+|CV\s++(?:of\s++)?)?(?P<name>{_NAME})(?!\w)(?>\s*+\))?"
+    rf"(?P<link>(?>(?:\s*+(?:(?:{LINKING_WORDS})\b|(?:{CHANGE_VERBS})\s++(?:to|from|at)\b|[=:~≈]))*+))"
+    rf"\s*+(?:\(\s*+)?(?P<number>(?>{_NUMBER}))(?!\w)(?P<pct>\s*+%)?"
+    rf"(?P<range>\s*+(?:-|–|—|to)\s*+(?P<upper>(?>{_NUMBER}))(?!\w)(?P<upper_pct>\s*+%)?)?",
     re.IGNORECASE,
 )
 _NODE_REF = re.compile(
-    r"\b(?:nodes?|iters?|iterations?|id|parent)\s*[=#:]?\s*(?P<ids>\d{1,9}(?:\s*(?:,|and|&|/|or)\s*\d{1,9})*)\b",
+    r"\b(?:nodes?|iters?|iterations?|id|parent)\s*+[=#:]?\s*+"
+    r"(?P<ids>\d{1,9}(?:\s*+(?:,|and|&|/|or)\s*+\d{1,9})*+)\b",
     re.IGNORECASE,
 )
 _CONFIG_REF = re.compile(r"\bC(\d{1,9})\b")
@@ -109,22 +109,20 @@ _SENTENCE = re.compile(r";|(?<=[.!?])\s+")
 _ENTRY_LINE = re.compile(r"^([A-Za-z][A-Za-z0-9 /_()-]*?)\s*:\s*(.*)$")
 
 
-class Claim(BaseModel):
+@dataclass(frozen=True, slots=True)
+class Claim:
     """A metric named with a number in free text."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    metric: str = ""
+    metric: str
     text: str
     value: float
     half_unit: float
     is_cv: bool = False
 
 
-class ClaimFacts(BaseModel):
-    """What a claim may match: the run's results and its variance table."""
-
-    model_config = ConfigDict(extra="forbid")
+@dataclass(frozen=True)
+class ClaimFacts:
+    """What a claim may match: the run's results (iteration -> result) and its variance table."""
 
     results: dict[int, SlotResult]
     rows: list[VarianceRow]
@@ -200,21 +198,37 @@ def _node_values(metric: str, node: SlotResult) -> list[float]:
     return values
 
 
+class Scope:
+    """What the claims of one sentence of ``own``'s entry may restate, worked out once per sentence: the node,
+    its parent and the nodes the sentence names; their configs and the configs it names."""
+
+    def __init__(self, own: SlotResult, sentence: str, facts: ClaimFacts) -> None:
+        nodes = {own.iteration} | named_nodes(sentence)
+        if isinstance(own.parent, int):
+            nodes.add(own.parent)
+        self.known = [facts.results[n] for n in sorted(nodes) if n in facts.results]
+        rows = [facts.row_of(n.iteration) for n in self.known]
+        rows += [facts.row_named(c) for c in sorted(named_configs(sentence))]
+        self.rows = [row for row in rows if row is not None]
+        self._cache: dict[tuple[str, bool], list[float]] = {}
+
+    def values(self, metric: str, is_cv: bool) -> list[float]:
+        key = (metric, is_cv)
+        if key not in self._cache:
+            if is_cv:
+                field = _TABLE_CV.get(metric)
+                found = [getattr(r, field) for r in self.rows if field and math.isfinite(getattr(r, field))]
+            else:
+                found = [v for node in self.known for v in _node_values(metric, node)]
+                if metric in _TABLE_MEAN:
+                    found += [getattr(row, _TABLE_MEAN[metric]) for row in self.rows]
+            self._cache[key] = found
+        return self._cache[key]
+
+
 def candidates(claim: Claim, own: SlotResult, sentence: str, facts: ClaimFacts) -> list[float]:
     """The measured values a claim in ``sentence`` of ``own``'s entry may restate."""
-    nodes = {own.iteration} | named_nodes(sentence)
-    if isinstance(own.parent, int):
-        nodes.add(own.parent)
-    known = [facts.results[n] for n in sorted(nodes) if n in facts.results]
-    rows = [row for row in (facts.row_of(n.iteration) for n in known) if row is not None]
-    rows += [row for row in (facts.row_named(c) for c in sorted(named_configs(sentence))) if row is not None]
-    if claim.is_cv:
-        field = _TABLE_CV.get(claim.metric)
-        return [getattr(row, field) for row in rows if field and math.isfinite(getattr(row, field))]
-    values = [v for node in known for v in _node_values(claim.metric, node)]
-    if claim.metric in _TABLE_MEAN:
-        values += [getattr(row, _TABLE_MEAN[claim.metric]) for row in rows]
-    return values
+    return Scope(own, sentence, facts).values(claim.metric, claim.is_cv)
 
 
 def matches(claim: Claim, values: list[float]) -> bool:
@@ -231,8 +245,11 @@ def _line_label(raw: str, number: int) -> tuple[str, str | None]:
     canonical = ENTRY_KEYS.get(key.lower()) if key else None
     if canonical is not None:
         return canonical, canonical
-    flat = " ".join(raw.split())
-    return f"line {number} '{flat if len(flat) <= 40 else flat[:37] + '...'}'", None
+    return f"line {number} '{_short(' '.join(raw.split()), 40)}'", None
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _hint(claim: Claim, own: SlotResult) -> str:
@@ -260,11 +277,13 @@ def check_entry_claims(iteration: int, text: str, own: SlotResult, facts: ClaimF
         if key in STRUCTURED_KEYS:
             continue
         for sentence in _SENTENCE.split(raw):
-            for claim in find_claims(sentence):
-                if not matches(claim, candidates(claim, own, sentence, facts)):
+            claims = find_claims(sentence)
+            scope = Scope(own, sentence, facts) if claims else None
+            for claim in claims:
+                if scope is not None and not matches(claim, scope.values(claim.metric, claim.is_cv)):
                     what = f"CV({claim.metric})" if claim.is_cv else claim.metric
                     errors.append(
-                        f"Iter {iteration}: {label}: '{claim.text}' states a {what} the run never measured "
+                        f"Iter {iteration}: {label}: '{_short(claim.text)}' states a {what} the run never measured "
                         f"({_hint(claim, own)}; name the node or config a number belongs to, or leave it out)"
                     )
     return errors

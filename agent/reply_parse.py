@@ -2,7 +2,9 @@
 
 Parsing never raises on bad input: every problem becomes a self-contained message in
 ``Reply.errors`` that can be sent back to the LLM verbatim. The validator (agent.reply_check)
-then compares the parsed claims with what the controller measured.
+then compares the parsed claims with what the controller measured (free-text metric claims:
+agent.claims). A reply over MAX_REPLY_CHARS, or a config block over MAX_CONFIG_BLOCK_BYTES, is one
+error giving its size and the limit, and is not read at all.
 """
 
 from __future__ import annotations
