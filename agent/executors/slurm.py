@@ -175,10 +175,7 @@ class SlurmExecutor(Executor):
         jid = handle.job_id
         self._track(jid)
         self._refresh()
-        word = state_word(self._watcher.get_state(jid, mode="cache"))
-        if word == "UNKNOWN" and jid in self._queued:  # squeue lists it before sacct does
-            self._unknown_since.pop(jid, None)
-            return True
+        word = self._state_word(jid)
         if word == "UNKNOWN":  # in neither sacct nor squeue: lost once sacct keeps saying so
             answered = self._watcher.last_success
             if answered is None:
@@ -205,18 +202,20 @@ class SlurmExecutor(Executor):
         self._job(jid)
         self._track(jid)
         self._refresh()
-        if state_word(self._watcher.get_state(jid, mode="cache")) != "UNKNOWN" or jid in self._queued:
+        if self._state_word(jid) != "UNKNOWN":
             return True
         if final_status(handle.out_dir) is not None or read_exit_code(handle.out_dir) is not None:
             return True
-        # Neither command lists it yet: ask once more, fresh, before the caller resubmits it.
+        # Neither command lists it: ask both once more, fresh, before the caller resubmits it.
         self._last_refresh = float("-inf")
         self._refresh()
-        return state_word(self._watcher.get_state(jid, mode="cache")) != "UNKNOWN" or jid in self._queued
+        return self._state_word(jid) != "UNKNOWN"
 
     def _lost_outcome(self, handle: JobHandle) -> JobOutcome:
         jid = handle.job_id
         state = self._watcher.get_state(jid, mode="cache") or "UNKNOWN"
+        if state_word(state) == "UNKNOWN" and jid in self._queued:
+            state = self._queued[jid]
         hint = _HINTS.get(state_word(state))
         shown = f"{state}: {hint}" if hint else state
         if state_word(state) == "UNKNOWN":
@@ -231,6 +230,11 @@ class SlurmExecutor(Executor):
         return JobOutcome(state="failed", reason=with_log_tail(reason, handle.out_dir), exit_code=code)
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def _state_word(self, job_id: str) -> str:
+        """sacct's state, else squeue's (a job sacct does not list yet), else UNKNOWN."""
+        word = state_word(self._watcher.get_state(job_id, mode="cache"))
+        return self._queued.get(job_id, word) if word == "UNKNOWN" else word
 
     def _job(self, job_id: str) -> submitit.SlurmJob:
         if job_id not in self._jobs:
@@ -258,15 +262,15 @@ class SlurmExecutor(Executor):
 
 
 def squeue_states(job_ids: list[str]) -> dict[str, str] | None:
-    """``{job_id: state}`` of the jobs ``squeue`` lists; None when squeue itself failed.
-
-    squeue answers "Invalid job id specified" (exit 1) when it lists none of the ids.
+    """``{job_id: state word}`` of the jobs ``squeue`` lists (``-t all``: finished ones too, for
+    ``MinJobAge``); None when squeue itself failed. It answers "Invalid job id specified" (exit 1)
+    when it lists none of the ids.
     """
     if not job_ids:
         return {}
     try:
         done = subprocess.run(
-            ["squeue", "-h", "-o", "%i|%T", "-j", ",".join(job_ids)],
+            ["squeue", "-h", "-t", "all", "-o", "%i|%T", "-j", ",".join(job_ids)],
             capture_output=True,
             text=True,
             timeout=_COMMAND_TIMEOUT_S,
