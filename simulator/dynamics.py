@@ -8,6 +8,7 @@ trainer and the tests. ``EulerStepper`` is the fast path for simulation: the wei
 from __future__ import annotations
 
 import warnings
+from typing import Literal
 
 import numpy as np
 import torch
@@ -39,9 +40,10 @@ def csr_weights(W: torch.Tensor, edge_index: torch.Tensor, n_neurons: int) -> to
 class EulerStepper:
     """Explicit Euler integrator of the ODE on one device, float32, allocation-light per step.
 
-    CPU: the weights are a scipy CSR matrix (torch's CPU CSR mat-vec is ~50x slower, see
-    benchmarks/bench_simulator.py) and the step runs on numpy views of the torch buffers.
-    CUDA: a torch sparse CSR matrix times a column vector (cuSPARSE).
+    ``backend="auto"``: on the CPU the weights are a scipy CSR matrix (torch's CPU CSR mat-vec is ~50x
+    slower, see benchmarks/bench_simulator.py) and the step runs on numpy views of the torch buffers; on CUDA
+    a torch sparse CSR matrix times a column vector (cuSPARSE). ``backend="torch"`` forces the torch path on
+    any device (the GPU path, testable on the CPU); ``"numpy"`` the scipy path (CPU only).
     """
 
     def __init__(
@@ -52,13 +54,17 @@ class EulerStepper:
         V_rest: torch.Tensor,
         n_input: int,
         delta_t: float,
+        backend: Literal["auto", "numpy", "torch"] = "auto",
     ) -> None:
         n = int(tau.shape[0])
         self.n_neurons, self.n_input, self.delta_t = n, n_input, float(delta_t)
         self.device = tau.device
+        if backend == "numpy" and self.device.type != "cpu":
+            raise ValueError(f"backend 'numpy' needs CPU tensors, got {self.device}")
+        self.use_numpy = backend == "numpy" or (backend == "auto" and self.device.type == "cpu")
         self.inv_tau = (1.0 / tau.float()).contiguous()
         self.V_rest = V_rest.float().contiguous()
-        if self.device.type == "cpu":
+        if self.use_numpy:
             import scipy.sparse
 
             ei = edge_index.cpu().numpy()
@@ -69,7 +75,7 @@ class EulerStepper:
 
     def drift_into(self, v: torch.Tensor, stimulus_input: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """Write dv/dt at state ``v`` (N,) with photoreceptor input ``stimulus_input`` (n_input,) into ``out``."""
-        if self.device.type == "cpu":
+        if self.use_numpy:
             self._drift_numpy(v.numpy(), stimulus_input.numpy(), out.numpy())
             return out
         agg = torch.sparse.mm(self.matrix, torch.relu(v).unsqueeze(1)).squeeze(1)
@@ -106,7 +112,7 @@ class EulerStepper:
         ``stimulus_input`` (T, n_input); ``noise`` (T, N) already scaled by the noise level, or None;
         ``voltage_out``/``drift_out`` (T, N). Step: y_t = f(v_t), v_{t+1} = v_t + dt*y_t + noise_t.
         """
-        if self.device.type == "cpu":
+        if self.use_numpy:
             self._run_numpy(v.numpy(), stimulus_input.numpy(), None if noise is None else noise.numpy(),
                             voltage_out.numpy(), drift_out.numpy())  # fmt: skip
             return v

@@ -16,6 +16,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -143,8 +144,13 @@ def generate_dataset(
     device: str | None = None,
     progress: bool = False,
     overwrite: bool = False,
+    backend: Literal["auto", "numpy", "torch"] = "auto",
 ) -> Path:
-    """Simulate ``sim`` (with optional overrides) and write the dataset folder ``out_dir``; returns it."""
+    """Simulate ``sim`` (with optional overrides) and write the dataset folder ``out_dir``; returns it.
+
+    ``device``: cuda when available by default (the Euler loop runs there, frames stream to disk per chunk);
+    ``backend``: EulerStepper's (``torch`` runs the GPU code path on the CPU too).
+    """
     import torch
 
     from simulator.connectome import build_connectome
@@ -187,6 +193,7 @@ def generate_dataset(
             torch.from_numpy(gt.V_rest).to(dev),
             con.n_input,
             sim.delta_t,
+            backend=backend,
         )
         frames = {"train": n_train, "test": sim.n_test_frames}
         timings = {"connectome": t1 - t0, "ground_truth": t2 - t1}
@@ -228,6 +235,7 @@ def generate_dataset(
             "stimulus": {"train": streams["train"].describe(), "test": streams["test"].describe()},
             "n_frames": frames,
             "device": str(dev),
+            "backend": "numpy" if stepper.use_numpy else "torch",
             "versions": _versions(),
             "timings_s": {k: round(v, 3) for k, v in timings.items()},
         }
