@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import time
 from pathlib import Path
 
@@ -165,6 +166,8 @@ def test_cli_home_and_session_files_go_to_the_run_not_the_users_home(claude_cli,
     assert list(user_home.iterdir()) == []
     written = [p.relative_to(run / CLI_HOME) for p in (run / CLI_HOME).rglob("*") if p.is_file()]
     assert any(p.suffix == ".jsonl" for p in written), written  # the CLI's session log
+    key = os.environ["ANTHROPIC_API_KEY"]
+    assert [p for p in written if key in (run / CLI_HOME / p).read_text(errors="replace")] == []
 
 
 def test_cli_home_user_keeps_the_users_own_home(claude_cli, fake_api, tmp_path, user_home) -> None:
