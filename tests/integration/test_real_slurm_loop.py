@@ -1,16 +1,18 @@
 """The exploration loop dispatched through a real Slurm: a replayed run, and a controller SIGKILLed while
-its jobs are queued and running, then resumed (re-attached, nothing resubmitted).
+its jobs are queued and running, then resumed (re-attached, nothing resubmitted); and one real trainer
+slot (``python -m trainer.slot`` on the tiny config) as a Slurm job.
 
-The slots run the fast fake trainer (tests/loop/fake_slot.py, metrics a function of config and seeds),
-so a transcript recorded by a local offline run replays exactly through Slurm; the trainer itself is
-covered by the local end-to-end test, and real Slurm jobs by the executor contract suite.
+The loop runs use the fast fake trainer (tests/loop/fake_slot.py, metrics a function of config and
+seeds), so a transcript recorded by a local offline run replays exactly through Slurm.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import signal
 import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -18,9 +20,12 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
+from agent.executors import SlotJob
+from agent.executors.slurm import SlurmExecutor
 from agent.journal import CRASH_ENV
 from agent.rebuild import differing_files
-from tests.loop.agent_cli import TINY, journal_events, run_agent
+from experiment.records import read_metrics
+from tests.loop.agent_cli import REPO, TINY, journal_events, run_agent
 
 pytestmark = pytest.mark.real
 
@@ -73,6 +78,21 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Path:
     proc = run_agent(run_dir, "--config", str(config), "--executor", "local", env={"FAKE_SLOT_CRASH": "6"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     return run_dir
+
+
+def test_the_real_trainer_runs_as_a_slurm_job(real_slurm, tmp_path: Path) -> None:
+    from executor_harness import fast_settings, real_slurm_settings
+
+    executor = SlurmExecutor(real_slurm_settings(fast_settings(poll_s=1.0)), tmp_path / "jobs")
+    out = tmp_path / "slot"
+    command = [sys.executable, "-m", "trainer.slot", "--config", str(TINY), "--out", str(out),
+               "--data-dir", str(tmp_path / "data"), "--iterations", "20", "--threads", "1"]  # fmt: skip
+    handle = executor.submit(SlotJob(name="tiny_trainer", command=command, out_dir=out, cwd=REPO))
+    result = executor.wait([handle], timeout_s=600)["tiny_trainer"]
+    assert result.state == "succeeded", result.reason
+    metrics = read_metrics(out)
+    assert all(math.isfinite(v) for v in metrics.model_dump().values() if isinstance(v, float))
+    assert (out / "activity.png").is_file()
 
 
 def test_replayed_run_through_slurm_matches_the_local_run(real_slurm, recorded: Path, tmp_path: Path) -> None:
