@@ -20,7 +20,7 @@ from agent.executors.base import Executor, JobHandle, JobOutcome, SlotJob
 from agent.journal import Journal
 from agent.live import LiveView
 from agent.llm.base import ImageInput, LLMBackend, LLMRequest
-from agent.llm.transcripts import TextDigest, excerpt, kept_text
+from agent.llm.transcripts import TextDigest, kept_text
 from agent.prompts import (
     BatchPromptInput,
     Instructions,
@@ -31,7 +31,6 @@ from agent.prompts import (
 )
 from agent.reply import ReplyContext, ReplyRejected, parse_reply, resolve_proposals
 from agent.reply_check import PlannedSlot
-from agent.reply_parse import MAX_REPLY_CHARS
 from agent.run_files import RunFiles, render_analysis, write_controller_files
 from agent.state import Seeds, SlotResult, digest_trajectory
 from agent.tree import block_of, block_range
@@ -318,8 +317,7 @@ class Controller:
         if rejected:  # resuming inside a re-ask sequence: ask again with the last errors
             last = rejected[-1]
             previous = self.journal.last("llm_response", call_id=last["call_id"])
-            shown = reask_reply_text(_served_text(previous)) if previous else ""
-            prompt, images = render_reask_prompt(last["errors"], shown), []
+            prompt, images = render_reask_prompt(last["errors"], _reask_shown(previous) if previous else ""), []
         budget = attempt + self.claude.max_reasks + 1
         while attempt < budget:
             call_id = base_id if attempt == 0 else f"{base_id}-reask-{attempt}"
@@ -331,7 +329,8 @@ class Controller:
                 errors = cap_errors(rejection.errors)
                 self.journal.append("reply_rejected", batch=batch, call_id=call_id, errors=errors)
                 self.log(f"   analysis {call_id}: reply rejected ({len(rejection.errors)} errors): {errors[0]}")
-                prompt, images = render_reask_prompt(errors, reask_reply_text(text)), []
+                shown = _reask_shown(self.journal.last("llm_response", call_id=call_id) or {"text": text})
+                prompt, images = render_reask_prompt(errors, shown), []
                 attempt += 1
                 continue
             self.journal.append(
@@ -449,9 +448,14 @@ def _served_text(event: dict[str, Any]) -> str:
     return TextDigest.model_validate(digest).padded() if digest else event["text"]
 
 
-def reask_reply_text(text: str) -> str:
-    """The rejected reply as a re-ask shows it: whole, or a short excerpt when it was over the size limit."""
-    return excerpt(text) if len(text) > MAX_REPLY_CHARS else text
+def _reask_shown(event: dict[str, Any]) -> str:
+    """A journaled rejected reply as the re-ask shows it: whole, or (oversized) its excerpt and a note of its
+    size and hash, so a re-ask never pays for the rejected text again."""
+    digest = event.get("text_digest")
+    if not digest:
+        return event["text"]
+    kept = TextDigest.model_validate(digest)
+    return f"{kept.excerpt}\n{kept.note()}"
 
 
 def cap_errors(errors: list[str], limit: int = MAX_REASK_ERRORS) -> list[str]:

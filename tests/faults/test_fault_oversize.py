@@ -34,9 +34,12 @@ def test_50_mb_reply_is_one_error_a_short_reask_and_a_small_journal(
 ) -> None:
     run_dir = paused_run.copy_to(tmp_path)
 
+    sent: list[str] = []
+
     def huge(request: LLMRequest) -> str:
         text = offline_policy(request)  # a valid reply buried in 50 MB
-        return text + "\n" + "y" * (HUGE_CHARS - len(text) - 1)
+        sent.append(text + "\n" + "y" * (HUGE_CHARS - len(text) - 1))
+        return sent[-1]
 
     monkeypatch.setattr(agent_run, "offline_policy", ScriptedPolicy({"batch-001": huge}))
     done = invoke(agent_argv(run_dir, paused_run.config, "--resume"))
@@ -46,6 +49,7 @@ def test_50_mb_reply_is_one_error_a_short_reask_and_a_small_journal(
     assert [(e["call_id"], e["errors"]) for e in rejected] == [("batch-001", [size_error(HUGE_CHARS)])]
     reask = TranscriptStore(run_dir / "transcripts").find("batch-001-reask-1")
     assert reask is not None and len(reask.prompt.encode()) < REASK_LIMIT_BYTES
+    assert sent[0][:EXCERPT_CHARS] in reask.prompt and TextDigest.of(sent[0]).note() in reask.prompt
     journal_growth = (run_dir / "journal.jsonl").stat().st_size - (clean_run / "journal.jsonl").stat().st_size
     assert journal_growth < JOURNAL_GROWTH_LIMIT_BYTES
     transcripts = {p.name: p.stat().st_size for p in (run_dir / "transcripts").glob("*.json")}
@@ -118,3 +122,24 @@ def test_an_oversized_image_is_left_out_of_the_prompt_with_a_log_line(tmp_path: 
     assert stub.lines == [
         f"   {big}: {MAX_IMAGE_BYTES + 1:,} bytes, over the limit of {MAX_IMAGE_BYTES:,}; left out of the prompt"
     ]
+
+
+def test_resume_after_a_crash_before_the_rejection_rejects_the_journaled_oversized_reply_the_same_way(
+    paused_run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_dir = paused_run.copy_to(tmp_path)
+    size = MAX_REPLY_CHARS + 1000
+    calls = ("batch-001", "batch-001-reask-1", "batch-001-reask-2")
+    monkeypatch.setattr(agent_run, "offline_policy", ScriptedPolicy(dict.fromkeys(calls, "w" * size)))
+    assert invoke(agent_argv(run_dir, paused_run.config, "--resume")).code == agent_run.EXIT_PAUSED
+    journal = run_dir / "journal.jsonl"
+    lines = journal.read_bytes().splitlines(keepends=True)
+    last_response = max(i for i, ln in enumerate(lines) if b'"llm_response"' in ln)
+    journal.write_bytes(b"".join(lines[: last_response + 1]))  # as if killed right after journaling the reply
+
+    monkeypatch.setattr(agent_run, "offline_policy", ScriptedPolicy())
+    assert invoke(agent_argv(run_dir, paused_run.config, "--resume")).code == 0
+    rejected = Journal(run_dir).of_type("reply_rejected")
+    assert [(e["call_id"], e["errors"]) for e in rejected] == [(c, [size_error(size)]) for c in calls]
+    accepted = [e["call_id"] for e in Journal(run_dir).of_type("reply_accepted")]
+    assert accepted == ["start", "batch-001-reask-3"]
