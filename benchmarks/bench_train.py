@@ -4,7 +4,7 @@ Speed (default): ms per training iteration (forward, loss with the published reg
 configs/flyvis_62_1_gs_alternate.yaml, backward, Adam step) on the real connectome, the previous version
 (``old``: lin_edge per neuron through nn.Sequential, messages by a flat gather/scatter over batch copies of the
 edges) against the current one (``new``: sparse aggregation, fused MLP node, oneDNN on the CPU), timed in
-interleaved rounds (medians; the ratio is old/new). ``compile:MODE`` times the step with training.compile=MODE
+interleaved rounds (medians; the ratio is old/new), each mode in its own worker process. ``compile:MODE`` times the step with training.compile=MODE
 (CUDA: ``compile:reduce-overhead`` = CUDA graphs). ``--profile FILE`` writes torch.profiler's top-10 table of
 the new step; ``--json FILE`` the figures (rewritten after every mode, so a timed-out run keeps what it did).
 Science (``--science``): extent 4, 20,000 frames, configs/flyvis_science_cpu.yaml; conn_R2, tau_R2,
@@ -18,11 +18,14 @@ standard and cyclic alternating training.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import multiprocessing as mp
 import statistics
 import sys
 import time
 from collections.abc import Callable
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +39,7 @@ from simulator.ground_truth import shared_checkpoint_dir  # noqa: E402
 from trainer.losses import data_loss, regularisers  # noqa: E402
 from trainer.model import EdgeMode, FlyVisGNN  # noqa: E402
 from trainer.schedule import base_lrs, build_optimizer  # noqa: E402
-from trainer.train import fuse_adam, make_loss_fn  # noqa: E402
+from trainer.train import fuse_adam, make_loss_fn, tune_allocator  # noqa: E402
 
 SCIENCE_CONFIG = REPO / "configs" / "flyvis_science_cpu.yaml"
 FULL_CONFIG = REPO / "configs" / "flyvis_62_1_gs_alternate.yaml"
@@ -87,33 +90,72 @@ def make_step(
     return (step_old if mode in ("old", "edge") else step_new), n, con.n_edges
 
 
-def time_modes(
-    modes: list[str], extent: int, cfg: ExperimentConfig, device: torch.device, n_iter: int, rounds: int,
-    on_result: Callable[[dict], None] | None = None,
-) -> dict[str, dict]:  # fmt: skip
-    """Median ms per iteration of each mode over ``rounds`` interleaved rounds of ``n_iter`` iterations."""
-    steps, results = {}, {}
-    for mode in modes:
+def _worker(mode: str, extent: int, device_name: str, threads: int, conn: Connection) -> None:
+    """One mode in its own process (its own allocator state and settings): build, warm up, then time ``k``
+    iterations per request until told to stop."""
+    torch.set_num_threads(threads)
+    torch.set_flush_denormal(True)
+    if mode != "old" and mode != "edge":
+        tune_allocator()  # part of the new trainer (train() calls it); the previous one did not have it
+    device = torch.device(device_name)
+    try:
         t0 = time.perf_counter()
-        step, n, e = make_step(mode, extent, cfg, device)
+        step, n, e = make_step(mode, extent, load_experiment(FULL_CONFIG), device)
         for _ in range(3 if mode.startswith("compile") else 2):  # warm-up (and compilation)
             step()
         _sync(device)
-        steps[mode] = step
-        results[mode] = {"extent": extent, "neurons": n, "edges": e, "setup_s": time.perf_counter() - t0, "ms": []}
-    for _ in range(rounds):
-        for mode, step in steps.items():
-            k = max(1, n_iter // 10) if mode == "edge" else n_iter
+        conn.send({"neurons": n, "edges": e, "setup_s": time.perf_counter() - t0})
+        while (k := conn.recv()) is not None:
             _sync(device)
             t0 = time.perf_counter()
             for _ in range(k):
                 step()
             _sync(device)
-            results[mode]["ms"].append((time.perf_counter() - t0) / k * 1e3)
-        if on_result is not None:
-            on_result({m: {**r, "median_ms": statistics.median(r["ms"])} for m, r in results.items()})
-    for r in results.values():
-        r["median_ms"] = statistics.median(r["ms"])
+            conn.send((time.perf_counter() - t0) / k * 1e3)
+    except Exception as err:  # reported to the coordinator, which drops this mode
+        conn.send({"error": f"{type(err).__name__}: {' '.join(str(err).split())[:300]}"})
+
+
+def time_modes(
+    modes: list[str], extent: int, device: torch.device, n_iter: int, rounds: int,
+    on_result: Callable[[dict], None] | None = None,
+) -> dict[str, dict]:  # fmt: skip
+    """Median ms per iteration of each mode over ``rounds`` interleaved rounds of ``n_iter`` iterations; each mode
+    runs in its own worker process, one at a time."""
+    ctx = mp.get_context("spawn")
+    workers, results = {}, {}
+    try:
+        for mode in modes:
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_worker, args=(mode, extent, str(device), torch.get_num_threads(), child))
+            proc.start()
+            info = parent.recv() if parent.poll(timeout=3600) else {"error": "no answer"}
+            if "error" in info:
+                results[mode] = {"extent": extent, **info}
+                proc.join(timeout=5)
+                continue
+            workers[mode] = (proc, parent)
+            results[mode] = {"extent": extent, **info, "ms": []}
+        for _ in range(rounds):
+            for mode, (_, conn) in workers.items():
+                conn.send(max(1, n_iter // 10) if mode == "edge" else n_iter)
+                answer = conn.recv()
+                if isinstance(answer, dict):
+                    results[mode].update(answer)
+                else:
+                    results[mode]["ms"].append(answer)
+            for r in results.values():
+                if r.get("ms"):
+                    r["median_ms"] = statistics.median(r["ms"])
+            if on_result is not None:
+                on_result(results)
+    finally:
+        for proc, conn in workers.values():
+            with contextlib.suppress(OSError, BrokenPipeError):
+                conn.send(None)
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.kill()
     return results
 
 
@@ -159,16 +201,20 @@ def speed(args: argparse.Namespace) -> None:
             args.json.write_text(json.dumps(report, indent=1))
 
     for extent in args.extents:
-        res = time_modes(args.modes, extent, cfg, device, args.n_iter, args.rounds, on_result=save)
+        res = time_modes(args.modes, extent, device, args.n_iter, args.rounds, on_result=save)
         save(res)
         base = res.get("old", {}).get("median_ms")
-        n, e = next(iter(res.values()))["neurons"], next(iter(res.values()))["edges"]
-        print(f"extent {extent}: {n} neurons, {e} edges")
+        sizes = next((r for r in res.values() if "neurons" in r), {})
+        print(f"extent {extent}: {sizes.get('neurons')} neurons, {sizes.get('edges')} edges")
         for mode, r in res.items():
+            if "median_ms" not in r:
+                print(f"  {mode:26s} failed: {r.get('error', 'no timing')}", flush=True)
+                continue
             ratio = f"  old/{mode} = {base / r['median_ms']:.2f}" if base and mode != "old" else ""
             spread = f"{min(r['ms']):.1f}-{max(r['ms']):.1f}"
             print(f"  {mode:26s} {r['median_ms']:8.2f} ms/it (rounds {spread}){ratio}", flush=True)
     if args.profile:
+        tune_allocator()
         table = profile_table(args.extents[-1], cfg, device)
         args.profile.write_text(table)
         print(table)
