@@ -4,7 +4,8 @@ Speed (default): ms per training iteration (forward, loss with the published reg
 configs/flyvis_62_1_gs_alternate.yaml, backward, Adam step) on the real connectome, the previous version
 (``old``: lin_edge per neuron through nn.Sequential, messages by a flat gather/scatter over batch copies of the
 edges) against the current one (``new``: sparse aggregation, fused MLP node, oneDNN on the CPU), timed in
-interleaved rounds (medians; the ratio is old/new), each mode in its own worker process. ``compile:MODE`` times the step with training.compile=MODE
+interleaved rounds (medians; the ratio is old/new), each mode in its own worker process; the process CPU time
+per iteration is printed too (less sensitive than wall time to other load on the machine). ``compile:MODE`` times the step with training.compile=MODE
 (CUDA: ``compile:reduce-overhead`` = CUDA graphs). ``--profile FILE`` writes torch.profiler's top-10 table of
 the new step; ``--json FILE`` the figures (rewritten after every mode, so a timed-out run keeps what it did).
 Science (``--science``): extent 4, 20,000 frames, configs/flyvis_science_cpu.yaml; conn_R2, tau_R2,
@@ -107,11 +108,11 @@ def _worker(mode: str, extent: int, device_name: str, threads: int, conn: Connec
         conn.send({"neurons": n, "edges": e, "setup_s": time.perf_counter() - t0})
         while (k := conn.recv()) is not None:
             _sync(device)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             for _ in range(k):
                 step()
             _sync(device)
-            conn.send((time.perf_counter() - t0) / k * 1e3)
+            conn.send(((time.perf_counter() - t0) / k * 1e3, (time.process_time() - c0) / k * 1e3))
     except Exception as err:  # reported to the coordinator, which drops this mode
         conn.send({"error": f"{type(err).__name__}: {' '.join(str(err).split())[:300]}"})
 
@@ -135,7 +136,7 @@ def time_modes(
                 proc.join(timeout=5)
                 continue
             workers[mode] = (proc, parent)
-            results[mode] = {"extent": extent, **info, "ms": []}
+            results[mode] = {"extent": extent, **info, "ms": [], "cpu_ms": []}
         for _ in range(rounds):
             for mode, (_, conn) in workers.items():
                 conn.send(max(1, n_iter // 10) if mode == "edge" else n_iter)
@@ -143,10 +144,12 @@ def time_modes(
                 if isinstance(answer, dict):
                     results[mode].update(answer)
                 else:
-                    results[mode]["ms"].append(answer)
+                    results[mode]["ms"].append(answer[0])
+                    results[mode]["cpu_ms"].append(answer[1])
             for r in results.values():
                 if r.get("ms"):
                     r["median_ms"] = statistics.median(r["ms"])
+                    r["median_cpu_ms"] = statistics.median(r["cpu_ms"])
             if on_result is not None:
                 on_result(results)
     finally:
@@ -211,8 +214,10 @@ def speed(args: argparse.Namespace) -> None:
                 print(f"  {mode:26s} failed: {r.get('error', 'no timing')}", flush=True)
                 continue
             ratio = f"  old/{mode} = {base / r['median_ms']:.2f}" if base and mode != "old" else ""
+            cpu_ratio = res["old"]["median_cpu_ms"] / r["median_cpu_ms"] if base and mode != "old" else None
             spread = f"{min(r['ms']):.1f}-{max(r['ms']):.1f}"
-            print(f"  {mode:26s} {r['median_ms']:8.2f} ms/it (rounds {spread}){ratio}", flush=True)
+            cpu = f"  CPU {r['median_cpu_ms']:.1f} ms/it" + (f" (old/{mode} {cpu_ratio:.2f})" if cpu_ratio else "")
+            print(f"  {mode:26s} {r['median_ms']:8.2f} ms/it (rounds {spread}){ratio}{cpu}", flush=True)
     if args.profile:
         tune_allocator()
         table = profile_table(args.extents[-1], cfg, device)
