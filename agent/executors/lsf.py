@@ -6,7 +6,8 @@ Submission: ``bsub -J NAME -o OUT/lsf_%J.log [-q QUEUE] -n CPUS [-gpu "num=N"]
 ``Job <123> is submitted to queue <normal>.``. Memory is given in MB (LSF's default
 ``LSF_UNIT_FOR_LIMITS``). Status: ``bjobs -o "JOBID STAT EXIT_CODE" -noheader ID ...`` (one call
 for all tracked jobs, at most every ``poll_s / 2``); a job LSF has forgotten answers
-``Job <123> is not found``. Cancel: ``bkill ID``.
+``Job <123> is not found``. Cancel: ``bkill -s KILL ID`` (a plain ``bkill`` sends SIGTERM and lets a job
+that ignores it run on for ``JOB_TERMINATE_INTERVAL``).
 """
 
 from __future__ import annotations
@@ -153,9 +154,9 @@ class LsfExecutor(Executor):
     def cancel(self, handle: JobHandle) -> None:
         self._check_backend(handle)
         try:
-            _run(["bkill", handle.job_id])  # a finished job answers an error; nothing to do then
+            _run(["bkill", "-s", "KILL", handle.job_id])  # a finished job answers an error; nothing to do then
         except (OSError, subprocess.SubprocessError) as err:
-            raise SchedulerCommandError(f"lsf: bkill {handle.job_id}: {one_line(err)}") from err
+            raise SchedulerCommandError(f"lsf: bkill -s KILL {handle.job_id}: {one_line(err)}") from err
         self._cancelled.add(handle.job_id)
         self._last_refresh = float("-inf")
 

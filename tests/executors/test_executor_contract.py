@@ -93,10 +93,8 @@ def test_cancel_stops_a_running_job(harness: Harness) -> None:
 
 @pytest.mark.fault("trainer")
 def test_cancel_stops_a_job_that_ignores_sigterm_before_it_can_succeed(
-    harness: Harness, request: pytest.FixtureRequest
+    harness: Harness,
 ) -> None:
-    if harness.backend == "lsf":  # bkill sends SIGTERM and only SIGKILLs after JOB_TERMINATE_INTERVAL (10 s)
-        request.applymarker(pytest.mark.xfail(strict=True, reason="lsf: bkill without -s KILL lets it run on"))
     ex = harness.make()
     handle = ex.submit(harness.job("stubborn", "stubborn", sleep_s=4.0))
     wait_started(handle, ex)

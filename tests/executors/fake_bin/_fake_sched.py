@@ -241,6 +241,9 @@ def bjobs(args: list[str]) -> int:
 
 
 def bkill(args: list[str]) -> int:
+    sig = signal.SIGTERM
+    if args[:1] == ["-s"]:  # bkill -s KILL ID: the named signal at once
+        sig, args = getattr(signal, "SIG" + args[1]), args[2:]
     with locked():
         job = load(args[0])
         if job is None:
@@ -251,7 +254,7 @@ def bkill(args: list[str]) -> int:
             return 255
         job["state"], job["exit_code"] = "EXIT", 130
         save(job)
-        kill_runner(job, signal.SIGTERM)
+        kill_runner(job, sig)
     print(f"Job <{args[0]}> is being terminated")
     return 0
 
