@@ -19,7 +19,8 @@ metric of the entry's own node or its parent, or of a node the same sentence nam
 variance table; for R2, the peak or final of those nodes' R2 trajectories. A failed node counts as 0 (as in
 the variance table). A CV claim must match the CV of one of those configs (0.5 percentage points).
 
-Not claims: a number after a comparison (``R2 > 0.8``), the start of a range (``R2 0.3-0.8``), a change
+Not claims: a number after a comparison (``R2 > 0.8``), the start of a range (``R2 0.3-0.8``), a whole
+number after ``at`` (``R2 peak at 2560``: an iteration), a change
 (``conn_R2 rose by 0.03``, ``conn_R2 improved 15%``; but ``rose to 0.91`` is a value), a number glued to
 letters (``R2 2x``) or a name glued to other letters (``Δconn_R2``).
 Pure functions: the caller passes the facts (agent.reply_check builds them from its ReplyContext).
@@ -168,6 +169,12 @@ def find_claims(sentence: str) -> list[Claim]:
         transition = re.search(r"\bfrom\b", link) is not None
         if m.group("range") and not transition:
             continue
+        if (
+            re.search(r"\bat\s*$", link)
+            and re.fullmatch(r"[-+]?\d+", m.group("number"))
+            and abs(int(m.group("number"))) > 1
+        ):
+            continue  # "R2 peak at 2560": a training iteration, not a value
         name = " ".join(m.group("name").lower().replace("_", " ").split())
         metric = next(v for a, v in METRIC_ALIASES.items() if a.replace("_", " ") == name)
         is_cv = bool(m.group("cv_before")) or re.search(r"\bcv\b", link) is not None

@@ -120,6 +120,7 @@ def test_cv_forms_are_cv_claims_in_percent() -> None:
         "Δconn_R2 +0.03",
         "W-phases +0.4",
         "R2 2x higher",
+        "R2 peak at 2560 (W phase)",
     ],
 )
 def test_thresholds_ranges_and_changes_are_not_claims(sentence: str) -> None:
