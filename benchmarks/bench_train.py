@@ -138,11 +138,15 @@ def time_modes(
             workers[mode] = (proc, parent)
             results[mode] = {"extent": extent, **info, "ms": [], "cpu_ms": []}
         for _ in range(rounds):
-            for mode, (_, conn) in workers.items():
-                conn.send(max(1, n_iter // 10) if mode == "edge" else n_iter)
-                answer = conn.recv()
+            for mode, (_, conn) in list(workers.items()):
+                try:
+                    conn.send(max(1, n_iter // 10) if mode == "edge" else n_iter)
+                    answer = conn.recv()
+                except (EOFError, OSError, BrokenPipeError):  # the worker died (crash, out of memory)
+                    answer = {"error": "worker process died"}
                 if isinstance(answer, dict):
                     results[mode].update(answer)
+                    workers.pop(mode)
                 else:
                     results[mode]["ms"].append(answer[0])
                     results[mode]["cpu_ms"].append(answer[1])
@@ -282,6 +286,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)
+    bad = [m for m in args.modes if m not in ("old", "new", "edge") and not m.startswith("compile:")]
+    if bad:
+        p.error(f"--modes: unknown {bad}; use old, new, edge or compile:MODE")
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)

@@ -2,17 +2,18 @@
 # The GPU check: the one script a person runs on a GPU machine. Every stage is time-boxed and a failed stage does
 # not stop the others; each writes JSON under $OUT, and gpu_check.json gathers them (README figures come from it).
 #
-# Stages (default budget about 500 s of wall time on one H200 with 16 CPU cores):
+# Stages, in this order (limits 45 + 50 + 110 + 220 + 80 s: at most about 520 s of wall time with start-up;
+# compile runs last because it is the most likely to overrun and the least needed):
 #   env       python/torch/GPU/driver, CUDA MPS availability                              -> env.json
 #   speed     ms per iteration at extent 8: previous (old) vs current eager (new), torch.profiler top-10
 #             of the new step                                                             -> speed.json, profile.txt
-#   compile   the new step with training.compile=reduce-overhead (CUDA graphs) vs eager -> compile.json
 #   datagen   64,000 frames at extent 8 (full config, procedural stimulus), on the GPU    -> datagen.json
 #   slots     one full-scale slot alone vs 4 at once on the one GPU (2,000 iterations each; CUDA MPS when
 #             nvidia-cuda-mps-control exists and works)                                   -> slots.json
 #   science   concurrent runs on the one GPU: (a) configs/flyvis_science_cpu.yaml and (b) flyvis_demo_cpu.yaml,
 #             3 seeds x {standard, cyclic W-first, cyclic V_rest-first}; (c) the full config with procedural
 #             stimulus on the datagen dataset, 32,000 iterations, standard vs cyclic  -> science.json
+#   compile   the new step with training.compile=reduce-overhead (CUDA graphs) vs eager -> compile.json
 #
 # Needs: python3 with torch (CUDA build), torch-geometric, numpy, scipy, scikit-learn, matplotlib, tqdm, pyyaml,
 # and on PYTHONPATH pydantic>=2, ruamel.yaml, flyvis (connectome JSON). No network, nothing installed.
@@ -40,7 +41,7 @@ if [ "$SMOKE" = 1 ]; then
 else
   EXTENT=${EXTENT:-8}; FRAMES=${FRAMES:-64000}; SLOTS=${SLOTS:-4}; SLOT_ITERS=${SLOT_ITERS:-2000}; SCALE=${SCALE:-1.0}
   ROUNDS=5; NITER=20; COMPILE_MODES=${COMPILE_MODES-compile:reduce-overhead}
-  T_SPEED=${T_SPEED:-45}; T_COMPILE=${T_COMPILE:-80}; T_DATAGEN=${T_DATAGEN:-50}; T_SLOTS=${T_SLOTS:-90}
+  T_SPEED=${T_SPEED:-45}; T_COMPILE=${T_COMPILE:-80}; T_DATAGEN=${T_DATAGEN:-50}; T_SLOTS=${T_SLOTS:-110}
   T_SCIENCE=${T_SCIENCE:-220}; SCIENCE_FLAGS=""
 fi
 mkdir -p "$OUT_DIR" "$WORK"
@@ -101,12 +102,17 @@ try:
         env.update(gpu=p.name, gpu_memory_gb=round(p.total_memory / 2**30, 1), gpu_count=torch.cuda.device_count())
 except Exception as err:
     env["torch_error"] = str(err)
-for mod in ("torch_geometric", "numpy", "scipy", "sklearn", "pydantic", "ruamel.yaml", "flyvis", "yaml"):
+for mod in ("torch_geometric", "numpy", "scipy", "sklearn", "pydantic", "ruamel.yaml", "yaml"):
     try:
         m = __import__(mod, fromlist=["_"])
         env[mod] = getattr(m, "__version__", "present")
     except Exception as err:
         env[mod] = f"missing ({type(err).__name__})"
+try:  # the connectome carrier is read as a distribution, never imported
+    import importlib.metadata as md
+    env["flyvis"] = md.version("flyvis")
+except Exception as err:
+    env["flyvis"] = f"missing ({type(err).__name__})"
 if shutil.which("nvidia-smi"):
     q = "name,memory.total,driver_version,clocks.sm,clocks.max.sm"
     r = subprocess.run(["nvidia-smi", f"--query-gpu={q}", "--format=csv,noheader"], capture_output=True, text=True)
@@ -121,11 +127,6 @@ if has_stage speed; then
     --rounds "$ROUNDS" --n-iter "$NITER" --json "$OUT_DIR/speed.json" --profile "$OUT_DIR/profile.txt"
 fi
 
-if has_stage compile && [ -n "$COMPILE_MODES" ]; then
-  # shellcheck disable=SC2086  # COMPILE_MODES is a list
-  stage compile "$T_COMPILE" "$PY" benchmarks/bench_train.py --device "$DEVICE" --extents "$EXTENT" \
-    --modes new $COMPILE_MODES --rounds "$ROUNDS" --n-iter "$NITER" --json "$OUT_DIR/compile.json"
-fi
 
 DATA64="$WORK/datagen"
 GEN_SETS=(--set simulation.stimulus=procedural --set "simulation.ground_truth=$GROUND_TRUTH"
@@ -152,6 +153,12 @@ if has_stage science; then
     --c-frames "$FRAMES" --deadline-s "$(( T_SCIENCE - 15 ))" $SCIENCE_FLAGS
 fi
 stop_mps
+
+if has_stage compile && [ -n "$COMPILE_MODES" ]; then
+  # shellcheck disable=SC2086  # COMPILE_MODES is a list
+  stage compile "$T_COMPILE" "$PY" benchmarks/bench_train.py --device "$DEVICE" --extents "$EXTENT" \
+    --modes new $COMPILE_MODES --rounds "$ROUNDS" --n-iter "$NITER" --json "$OUT_DIR/compile.json"
+fi
 
 echo "== summary (t=$(( $(date +%s) - T0 ))s)"
 "$PY" benchmarks/gpu_summary.py "$OUT_DIR" || echo "summary failed (stage JSON files are in $OUT_DIR)"
