@@ -107,9 +107,12 @@ class FrameSampler:
     CPU: each batch is read from the memory-mapped split. CUDA: the split and the indices are copied to the
     device once when they fit in DEVICE_DATA_FRACTION of its free memory; the loop then makes no host
     transfer and no host sync (otherwise batches are read and copied per iteration, as on the CPU).
+    ``preload`` forces either way (None: that rule).
     """
 
-    def __init__(self, split: Split, batch_size: int, total: int, seed: int, device: torch.device) -> None:
+    def __init__(
+        self, split: Split, batch_size: int, total: int, seed: int, device: torch.device, preload: bool | None = None
+    ) -> None:
         rng = np.random.default_rng(seed)
         draws = [np.sort(rng.integers(0, split.n_frames, size=batch_size)) for _ in range(total)]
         self.idx = np.stack(draws) if draws else np.zeros((0, batch_size), dtype=np.int64)
@@ -117,11 +120,12 @@ class FrameSampler:
         self.on_device: tuple[torch.Tensor, ...] | None = None
         self._idx_dev: torch.Tensor | None = None
         arrays = (split.voltage, split.y, split.stimulus)
-        if device.type == "cuda":
+        if preload is None and device.type == "cuda":
             free, _ = torch.cuda.mem_get_info(device)
-            if sum(int(np.asarray(a[:1]).nbytes) * a.shape[0] for a in arrays) <= DEVICE_DATA_FRACTION * free:
-                self.on_device = tuple(_to_device(a, device) for a in arrays)
-                self._idx_dev = torch.from_numpy(self.idx).to(device)
+            preload = sum(int(np.asarray(a[:1]).nbytes) * a.shape[0] for a in arrays) <= DEVICE_DATA_FRACTION * free
+        if preload:
+            self.on_device = tuple(_to_device(a, device) for a in arrays)
+            self._idx_dev = torch.from_numpy(self.idx).to(device)
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(voltage, y, stimulus) of iteration ``step``: (B, N), (B, N), (B, n_input) float32 on the device."""

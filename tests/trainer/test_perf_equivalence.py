@@ -124,6 +124,16 @@ def test_frame_sampler_draws_the_frames_of_the_per_iteration_draws(synth: Datase
     np.testing.assert_array_equal(stim.numpy(), synth.train.stimulus[idx])
 
 
+def test_preloaded_frames_are_the_memory_mapped_ones(synth: Dataset) -> None:
+    """The GPU rule (split copied once, indexed on the device) read on the CPU gives the same batches."""
+    mapped = FrameSampler(synth.train, batch_size=2, total=30, seed=4, device=CPU, preload=False)
+    loaded = FrameSampler(synth.train, batch_size=2, total=30, seed=4, device=CPU, preload=True)
+    assert mapped.on_device is None and loaded.on_device is not None
+    for step in (0, 17, 29):
+        for a, b in zip(mapped.batch(step), loaded.batch(step), strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
 # -- a fixed-seed run on the real connectome ---------------------------------------------------------------------
 
 
