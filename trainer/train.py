@@ -142,7 +142,7 @@ def _to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
     """A (T, ...) memmap as a float32 device tensor, copied in chunks (no full host copy)."""
     out = torch.empty(array.shape, dtype=torch.float32, device=device)
     for s in range(0, array.shape[0], COPY_CHUNK_FRAMES):
-        chunk = np.ascontiguousarray(array[s : s + COPY_CHUNK_FRAMES], dtype=np.float32)
+        chunk = np.array(array[s : s + COPY_CHUNK_FRAMES], dtype=np.float32)  # a writable copy, not a memmap view
         out[s : s + chunk.shape[0]].copy_(torch.from_numpy(chunk))
     return out
 
