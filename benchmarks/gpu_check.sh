@@ -20,7 +20,7 @@
 # Run from the repository root:
 #   OUT=/path/out GROUND_TRUTH=/path/to/flyvis/checkpoint bash benchmarks/gpu_check.sh
 # CPU dry run with tiny sizes (proves the script end to end):  DEVICE=cpu SMOKE=1 bash benchmarks/gpu_check.sh
-# Knobs (env): DEVICE (cuda), GROUND_TRUTH (synthetic), SCALE (1.0: multiplies science iteration counts),
+# Knobs (env): DEVICE (cuda), GROUND_TRUTH (default: the shared checkpoint if found, else synthetic), SCALE (1.0: multiplies science iteration counts),
 # EXTENT (8), FRAMES (64000), SLOTS (4), SLOT_ITERS (2000), COMPILE_MODES ("compile:reduce-overhead"),
 # STAGES ("env speed compile datagen slots science"), T_SPEED T_COMPILE T_DATAGEN T_SLOTS T_SCIENCE (seconds),
 # WORK (/tmp/gpu_check_work), PYTHON (python3).
@@ -30,7 +30,9 @@ OUT_DIR=${OUT:-/tmp/gpu_check}
 PY=${PYTHON:-python3}
 DEVICE=${DEVICE:-cuda}
 SMOKE=${SMOKE:-0}
-GROUND_TRUTH=${GROUND_TRUTH:-synthetic}
+if [ -z "${GROUND_TRUTH:-}" ]; then  # the shared flyvis checkpoint when there is one ($FLYVIS_SHARED_DATA, ../shared/data)
+  GROUND_TRUTH=$(PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" "$PY" -c "from simulator.ground_truth import shared_checkpoint_dir as d; print(d() or 'synthetic')" 2>/dev/null || echo synthetic)
+fi
 WORK=${WORK:-/tmp/gpu_check_work}
 STAGES=${STAGES:-env speed compile datagen slots science}
 if [ "$SMOKE" = 1 ]; then
@@ -48,6 +50,7 @@ mkdir -p "$OUT_DIR" "$WORK"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 T0=$(date +%s)
 : >"$OUT_DIR/stages.txt"
+echo "ground_truth=$GROUND_TRUTH device=$DEVICE smoke=$SMOKE scale=$SCALE extent=$EXTENT frames=$FRAMES" | tee -a "$OUT_DIR/stages.txt"
 
 has_stage() { case " $STAGES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
