@@ -119,10 +119,10 @@ def mean_std(values: list[float]) -> tuple[float, float, int]:
     return mean, std, len(xs)
 
 
-def _cell(mean: float, std: float, n: int) -> str:
+def _cell(mean: float, std: float, n: int, digits: int = 3) -> str:
     if n == 0:
         return "n/a"
-    return f"{mean:.3f} ± {std:.3f}" if n > 1 else f"{mean:.3f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}" if n > 1 else f"{mean:.{digits}f}"
 
 
 def render_table(runs: list[RunSummary]) -> str:
@@ -133,8 +133,8 @@ def render_table(runs: list[RunSummary]) -> str:
     for p in policies:
         mine = [r for r in runs if r.policy == p]
         cells = [_cell(*mean_std([getattr(r, key) for r in mine])) for key, _ in METRICS]
-        robust = _cell(*mean_std([float(r.n_robust) for r in mine]))
-        minutes = _cell(*mean_std([r.wall_s / 60 for r in mine if r.wall_s is not None]))
+        robust = _cell(*mean_std([float(r.n_robust) for r in mine]), digits=1)
+        minutes = _cell(*mean_std([r.wall_s / 60 for r in mine if r.wall_s is not None]), digits=1)
         done = sum(r.finished for r in mine)
         lines.append(f"| {p} | {done}/{len(mine)} | " + " | ".join(cells) + f" | {robust} | {minutes} |")
     return "\n".join(lines) + "\n"
