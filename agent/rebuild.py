@@ -7,11 +7,11 @@ controller read before the last analysis (human edits included) plus the accepte
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from pathlib import Path
 
+from agent.cli_args import REBUILD_EXIT_CODES, OneLineParser, exit_codes_epilog
 from agent.config_policy import load_slot_template, render_slot_config
 from agent.journal import Journal
 from agent.reply_check import PlannedSlot
@@ -82,8 +82,8 @@ def differing_files(run_dir: Path) -> list[str]:
     return bad
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m agent.rebuild", description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None, prog: str = "python -m agent.rebuild") -> int:
+    p = OneLineParser(prog=prog, description=__doc__.split("\n\n")[0], epilog=exit_codes_epilog(REBUILD_EXIT_CODES))
     p.add_argument("run_dir", type=Path)
     p.add_argument("--write", action="store_true", help="restore the differing files from the journal")
     args = p.parse_args(argv)

@@ -7,7 +7,6 @@ analysis.md), and every piece of text from those files is HTML-escaped.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import html
 import re
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
+from agent.cli_args import VIEW_EXIT_CODES, OneLineParser, exit_codes_epilog
 from agent.config_policy import diff_trainable, load_slot_template
 from agent.plots import plot_batch_trajectories, plot_block_tree, plot_config_spread, plot_metrics_over_iterations
 from agent.state import SlotResult
@@ -433,8 +433,10 @@ def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     return target
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m agent.report", description="Static HTML report of a run.")
+def main(argv: list[str] | None = None, prog: str = "python -m agent.report") -> int:
+    parser = OneLineParser(
+        prog=prog, description="Static HTML report of a run.", epilog=exit_codes_epilog(VIEW_EXIT_CODES)
+    )
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--out", type=Path, default=None, help=f"output file (default RUN_DIR/{REPORT_NAME})")
     args = parser.parse_args(argv)

@@ -4,9 +4,8 @@
         [--config FILE] [--run-dir DIR] [--iterations N] [--llm anthropic|claude-cli|replay|offline|optuna] \\
         [--resume | --fresh] [--review] [--executor local|slurm|lsf] [--budget-usd X]
 
-Every problem the user can fix is one line on stderr and a non-zero exit, before any compute.
-Exit codes: 0 finished, 2 bad input, 3 paused (resumable), 4 LLM failure (resumable), 5 I/O error
-(resumable), 130 interrupted.
+Also ``flyvis-agent run ...``. Every problem the user can fix is one line on stderr and a non-zero exit,
+before anything is written; the exit codes (``agent.cli_args.RUN_EXIT_CODES``) are listed in ``--help``.
 """
 
 from __future__ import annotations
@@ -14,13 +13,25 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import shlex
 import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from agent.cli_args import (
+    EXIT_BAD_INPUT,
+    EXIT_INTERRUPTED,
+    EXIT_IO,
+    EXIT_LLM,
+    EXIT_PAUSED,
+    RUN_EXIT_CODES,
+    OneLineParser,
+    command_line,
+    exit_codes_epilog,
+    non_negative_float,
+    positive_int,
+)
 from agent.controller import Controller, RunPaused, RunSettings
 from agent.executors.base import Executor, JobHandle
 from agent.journal import Journal, JournalError, RunLock
@@ -35,32 +46,37 @@ from experiment.records import utc_now
 from experiment.yaml_io import YamlError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-EXIT_BAD_INPUT, EXIT_PAUSED, EXIT_LLM, EXIT_IO, EXIT_INTERRUPTED = 2, 3, 4, 5, 130
+__all__ = ["EXIT_BAD_INPUT", "EXIT_INTERRUPTED", "EXIT_IO", "EXIT_LLM", "EXIT_PAUSED", "main"]
 
 
 class UsageError(ValueError):
     """A command-line problem the user fixes; one line."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m agent.run", description=__doc__.split("\n\n")[0])
+def build_parser(prog: str = "python -m agent.run") -> argparse.ArgumentParser:
+    """Every value type-checked here, so a bad one stops the command before anything is written."""
+    p = OneLineParser(prog=prog, description=__doc__.split("\n\n")[0], epilog=exit_codes_epilog(RUN_EXIT_CODES))
     p.add_argument("--instructions", required=True, help="instruction file name (in prompts/) or path")
     p.add_argument("--config", type=Path, help="experiment YAML (default: configs/<instructions stem>.yaml)")
     p.add_argument("--run-dir", type=Path, help="run directory (default: runs/<config stem>)")
-    p.add_argument("--iterations", type=int, help="iterations of the run (default: claude.n_iterations)")
+    p.add_argument("--iterations", type=positive_int, help="iterations of the run (default: claude.n_iterations)")
     p.add_argument("--llm", choices=BACKEND_NAMES, default="anthropic", help="LLM backend (default: anthropic)")
     p.add_argument("--transcripts", type=Path, help="replay: folder of recorded transcripts to serve")
     p.add_argument("--allow-prompt-drift", action="store_true", help="replay: accept prompts that changed")
-    p.add_argument("--resume", action="store_true", help="continue the run in --run-dir where it stopped")
-    p.add_argument("--fresh", action="store_true", help="move an existing --run-dir aside and start anew")
+    start = p.add_mutually_exclusive_group()
+    start.add_argument("--resume", action="store_true", help="continue the run in --run-dir where it stopped")
+    start.add_argument("--fresh", action="store_true", help="move an existing --run-dir aside and start anew")
     p.add_argument("--review", action="store_true", help="pause after each batch for a human review")
     p.add_argument("--executor", choices=("local", "slurm", "lsf"), help="override dispatch.executor")
-    p.add_argument("--max-parallel", type=int, help="local executor: concurrent slots")
-    p.add_argument("--budget-usd", type=float, help="stop before an LLM call once this much was spent")
-    p.add_argument("--budget-tokens", type=int, help="stop before an LLM call once this many tokens were used")
-    p.add_argument("--trainer-iterations", type=int, help="override the trainer's iterations per slot (quick runs)")
+    p.add_argument("--max-parallel", type=positive_int, help="local executor: concurrent slots")
+    p.add_argument("--budget-usd", type=non_negative_float, help="stop before an LLM call once this much was spent")
+    p.add_argument("--budget-tokens", type=positive_int, help="stop before an LLM call once this many tokens were used")
+    p.add_argument(
+        "--trainer-iterations", type=positive_int, help="override the trainer's iterations per slot (quick runs)"
+    )
     p.add_argument(
         "--slot-command",
+        type=command_line,
         help="command that runs one slot instead of `python -m trainer.slot` (e.g. a container wrapper); "
         "--config/--out/--data-dir are appended",
     )
@@ -147,7 +163,7 @@ def make_dispatch(args: argparse.Namespace, config: ExperimentConfig, files: Run
     dispatch = config.dispatch.model_copy()
     if args.executor:
         dispatch.executor = args.executor
-    if args.max_parallel:
+    if args.max_parallel is not None:
         dispatch.max_parallel = args.max_parallel
     return make_executor(dispatch, files.dir / "jobs")
 
@@ -166,8 +182,8 @@ def cancel_active(journal: Journal, executor: Executor) -> int:
     return n
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "python -m agent.run") -> int:
+    args = build_parser(prog).parse_args(argv)
     try:
         instructions = load_instructions(args.instructions)
         run_dir, config_path, resuming = resolve_run(args, instructions)
@@ -245,7 +261,7 @@ def _settings(
         trainer_iterations=args.trainer_iterations
         if args.trainer_iterations is not None
         else (started or {}).get("trainer_iterations"),
-        slot_command=shlex.split(args.slot_command) if args.slot_command else (started or {}).get("slot_command"),
+        slot_command=args.slot_command if args.slot_command else (started or {}).get("slot_command"),
     )
     event: dict[str, Any] = {
         "instructions": instructions.name,

@@ -7,7 +7,6 @@ at any time beside a live controller. ``load_run_view`` is also the report's rea
 
 from __future__ import annotations
 
-import argparse
 import math
 import re
 import sys
@@ -17,6 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from agent.cli_args import VIEW_EXIT_CODES, OneLineParser, exit_codes_epilog
 from agent.config_policy import load_slot_template
 from agent.journal import Journal, JournalError
 from agent.run_files import RunFiles
@@ -390,8 +390,10 @@ def _cost_line(view: RunView) -> str:
 # ---------------------------------------------------------------------------------------------- CLI
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m agent.status", description="Where a flyvis-agent run stands.")
+def main(argv: list[str] | None = None, prog: str = "python -m agent.status") -> int:
+    parser = OneLineParser(
+        prog=prog, description="Where a flyvis-agent run stands.", epilog=exit_codes_epilog(VIEW_EXIT_CODES)
+    )
     parser.add_argument("run_dir", type=Path)
     args = parser.parse_args(argv)
     try:

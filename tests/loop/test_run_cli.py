@@ -85,3 +85,81 @@ def test_a_finished_run_cannot_be_extended_by_resume(reference_run: Path, tmp_pa
     proc = run_agent(run_dir, "--resume", iterations=16)
     assert proc.returncode == 2
     assert "has 8 iterations and its last batch was already" in proc.stderr and proc.stderr.count("\n") == 1
+
+
+# ------------------------------------------------------------------ the flyvis-agent console script
+
+
+def test_negative_iterations_exit_2_in_one_line_without_a_run_directory(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    proc = _agent(
+        "--config", "configs/flyvis_tiny.yaml", "--run-dir", str(run_dir), "--llm", "offline", "--iterations", "-3"
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--iterations" in lines[0] and "at least 1" in lines[0]
+    assert not run_dir.exists()
+
+
+def test_negative_max_parallel_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    from agent.run import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--instructions", INSTRUCTIONS, "--llm", "offline", "--max-parallel", "-1"])
+    assert stop.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "--max-parallel" in lines[0]
+
+
+def test_resume_and_fresh_are_mutually_exclusive(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from agent.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["run", "--instructions", INSTRUCTIONS, "--run-dir", str(tmp_path / "run"), "--resume", "--fresh"])
+    assert stop.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "--fresh" in lines[0] and "--resume" in lines[0]
+    assert not (tmp_path / "run").exists()
+
+
+def test_help_lists_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    from agent import run as agent_run
+    from agent.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["run", "--help"])
+    assert stop.value.code == 0
+    help_text = capsys.readouterr().out
+    expected = {
+        0: "finished",
+        agent_run.EXIT_BAD_INPUT: "bad input",
+        agent_run.EXIT_PAUSED: "paused",
+        agent_run.EXIT_LLM: "LLM",
+        agent_run.EXIT_IO: "I/O",
+        agent_run.EXIT_INTERRUPTED: "interrupted",
+    }
+    for code, word in expected.items():
+        assert any(line.split()[:1] == [str(code)] and word in line for line in help_text.splitlines()), (code, word)
+
+
+def test_console_script_entry_point_resolves_to_the_cli() -> None:
+    """The ``flyvis-agent`` script that pyproject.toml declares loads ``agent.cli.main``.
+
+    Read from pyproject.toml, not the installed metadata: a stale ``*.egg-info`` in the checkout can shadow it.
+    """
+    import tomllib
+    from importlib.metadata import EntryPoint
+
+    from agent import cli
+
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]["scripts"]
+    script = EntryPoint(name="flyvis-agent", value=scripts["flyvis-agent"], group="console_scripts")
+    assert script.load() is cli.main
+
+
+def test_flyvis_agent_status_of_a_finished_run(reference_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from agent.cli import main
+
+    assert main(["status", str(reference_run)]) == 0
+    out = capsys.readouterr().out
+    assert "8/8" in out and "finished" in out.lower()
