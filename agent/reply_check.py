@@ -569,10 +569,8 @@ def validate_reply(reply: Reply, ctx: ReplyContext) -> list[str]:
     return errors
 
 
-def resolve_proposals(reply: Reply, ctx: ReplyContext, results: list[SlotResult] | None = None) -> list[PlannedSlot]:
+def resolve_proposals(reply: Reply, ctx: ReplyContext) -> list[PlannedSlot]:
     """The next batch's slots from a reply; raises ReplyRejected with every error when it is not valid."""
-    if results is not None:
-        ctx = ctx.model_copy(update={"all_results": results})
     errors = validate_reply(reply, ctx)
     if errors:
         raise ReplyRejected(errors)

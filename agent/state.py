@@ -146,10 +146,3 @@ class SlotResult(BaseModel):
         if self.status == "failed" or self.metrics is None:
             return 0.0
         return self.metrics.connectivity_R2
-
-
-def trainable_sections(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The part of a config that defines a "config" for grouping: training + graph_model, seeds excluded."""
-    training = {k: v for k, v in dict(config.get("training", {})).items() if k != "seed"}
-    graph_model = dict(config.get("graph_model", {}))
-    return {"training": training, "graph_model": graph_model}

@@ -9,17 +9,14 @@ the block (or ``root``) makes the node a root of the block's tree.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from agent.state import ROOT, Parent, SlotResult
-from experiment.atomic import atomic_write_text
 from memory.variance import config_key
 
 Reward = Literal["node", "replicate_mean"]
-UCB_FILE = "ucb_scores.txt"
 
 
 class UcbEntry(BaseModel):
@@ -138,17 +135,6 @@ def block_span(results: list[SlotResult], block: int) -> tuple[int, int]:
     if not its:
         raise ValueError(f"block_span: block {block} has no nodes")
     return min(its), max(its)
-
-
-def write_ucb_scores(
-    path: str | Path, results: list[SlotResult], block: int, c: float = 1.414, reward: Reward = "node"
-) -> str:
-    """Rank the block, write ``ucb_scores.txt`` atomically and return its text."""
-    entries = ucb_ranking(results, block, c, reward)
-    first, last = block_span(results, block)
-    text = render_ucb_scores(entries, block, first, last, c)
-    atomic_write_text(path, text)
-    return text
 
 
 def best_node(results: list[SlotResult]) -> SlotResult | None:

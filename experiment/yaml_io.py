@@ -209,15 +209,5 @@ def roundtrip_dump(data: Any) -> str:
     return buf.getvalue()
 
 
-def dump_plain(data: Any) -> str:
-    """Dump plain data as block-style YAML."""
-    yaml = YAML(typ="safe", pure=True)
-    yaml.default_flow_style = False
-    yaml.sort_base_mapping_type_on_output = False
-    buf = io.StringIO()
-    yaml.dump(data, buf)
-    return buf.getvalue()
-
-
 def write_yaml_roundtrip(path: str | Path, data: Any) -> None:
     atomic_write_text(path, roundtrip_dump(data))

@@ -272,33 +272,9 @@ def format_user_input_ack(user_text: str, before_iteration: int) -> str:
 
 
 # ----- analysis.md ------------------------------------------------------------------------------
-def _append(path: str | Path, chunk: str) -> None:
-    """Append a chunk separated by one blank line; the whole file is rewritten atomically."""
-    path = Path(path)
-    old = path.read_text(encoding="utf-8") if path.exists() else ""
-    if not old or old.endswith("\n\n"):
-        sep = ""
-    elif old.endswith("\n"):
-        sep = "\n"
-    else:
-        sep = "\n\n"
-    atomic_write_text(path, old + sep + chunk.strip("\n") + "\n")
-
-
 def block_heading(block: int, first: int, last: int) -> str:
+    """``# Block k (iterations a-b)``: the heading of a block in analysis.md."""
     return f"# Block {block} (iterations {first}-{last})"
-
-
-def append_block_heading(path: str | Path, block: int, first: int, last: int) -> None:
-    """Append ``# Block k (iterations a-b)`` to analysis.md."""
-    _append(path, block_heading(block, first, last))
-
-
-def append_entries(path: str | Path, entries_text: str) -> None:
-    """Append the ``## Iter N:`` entries of one batch to analysis.md (never rewrites old text)."""
-    if not entries_text.strip():
-        raise MemoryDocumentError(f"{path}: entries: nothing to append (empty text)")
-    _append(path, entries_text)
 
 
 def snapshot_memory(run_dir: str | Path, block: int) -> Path:
@@ -358,8 +334,7 @@ __all__ = [
     "MemoryDocument",
     "MemoryDocumentError",
     "Section",
-    "append_block_heading",
-    "append_entries",
+    "block_heading",
     "format_user_input_ack",
     "initial_memory",
     "render_run_status",

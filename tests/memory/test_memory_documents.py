@@ -1,4 +1,4 @@
-"""memory.md sections, human edits, malformed files; analysis.md appends; block snapshots."""
+"""memory.md sections, human edits, malformed files; block snapshots."""
 
 from __future__ import annotations
 
@@ -13,8 +13,6 @@ from memory.documents import (
     LLM_SECTIONS,
     MemoryDocument,
     MemoryDocumentError,
-    append_block_heading,
-    append_entries,
     format_user_input_ack,
     initial_memory,
     snapshot_memory,
@@ -138,25 +136,6 @@ def test_user_input_section_is_written_only_when_given():
     assert doc.section("User Input") == "ack text"
     titles = [s.title for s in doc.sections]
     assert titles.index("User Input") < titles.index("Variance Estimates")
-
-
-def test_analysis_appends_never_rewrite_old_text(tmp_path):
-    path = tmp_path / "analysis.md"
-    append_block_heading(path, 1, 1, 12)
-    first = path.read_text()
-    append_entries(path, "## Iter 1: converged\nNode: id=1, parent=root\n")
-    second = path.read_text()
-    append_entries(path, "\n\n## Iter 2: partial\n")
-    assert second.startswith(first)
-    assert path.read_text().startswith(second)
-    assert path.read_text() == (
-        "# Block 1 (iterations 1-12)\n\n## Iter 1: converged\nNode: id=1, parent=root\n\n## Iter 2: partial\n"
-    )
-
-
-def test_append_entries_rejects_empty_text(tmp_path):
-    with pytest.raises(MemoryDocumentError, match="empty"):
-        append_entries(tmp_path / "analysis.md", " \n")
 
 
 def test_snapshot_copies_memory_and_keeps_an_existing_snapshot(tmp_path):
