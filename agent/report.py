@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import base64
 import html
-import re
 import sys
 import tempfile
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from markdown_it import MarkdownIt
 from pydantic import BaseModel, ConfigDict
 
 from agent.cli_args import VIEW_EXIT_CODES, OneLineParser, exit_codes_epilog
@@ -59,130 +59,20 @@ class Figure(BaseModel):
 # ---------------------------------------------------------------------------------------------- markdown
 
 
-_FENCE = re.compile(r"^\s*(```|~~~)")
-_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
-_RULE = re.compile(r"^\s*([-*_])(\s*\1){2,}\s*$")
-_LIST = re.compile(r"^(\s*)([-*+]|\d+[.)])\s+(.*)$")
-_TABLE_SEP = re.compile(r"^\s*\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*$")
-_BOLD = re.compile(r"\*\*(?=\S)(.+?)(?<=\S)\*\*")
-_EM = re.compile(r"(?<![\w*])\*(?=[^\s*])([^*\n]+?)(?<=\S)\*(?![\w*])")
-_LINK = re.compile(r"\[([^\]\n]+)\]\((https?://[^\s)]+)\)")
-
-
-def inline_html(text: str) -> str:
-    """Escape a line of text, then render `code`, **bold**, *em* and http(s) links."""
-    parts = re.split(r"(`[^`\n]+`)", text)
-    out = []
-    for part in parts:
-        if len(part) > 1 and part.startswith("`") and part.endswith("`"):
-            out.append(f"<code>{html.escape(part[1:-1])}</code>")
-            continue
-        s = html.escape(part, quote=True)
-        s = _BOLD.sub(r"<strong>\1</strong>", s)
-        s = _EM.sub(r"<em>\1</em>", s)
-        s = _LINK.sub(r'<a href="\2">\1</a>', s)
-        out.append(s)
-    return "".join(out)
-
-
-def _cells(line: str) -> list[str]:
-    body = line.strip()
-    body = body[1:] if body.startswith("|") else body
-    body = body[:-1] if body.endswith("|") and not body.endswith("\\|") else body
-    return [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", body)]
-
-
-def _table(lines: list[str]) -> str:
-    head, rows = _cells(lines[0]), [_cells(x) for x in lines[2:]]
-    th = "".join(f"<th>{inline_html(c)}</th>" for c in head)
-    body = "".join("<tr>" + "".join(f"<td>{inline_html(c)}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _list(lines: list[str]) -> str:
-    """Nested lists from indentation; an item's continuation lines join the item."""
-    out: list[str] = []
-    stack: list[tuple[int, str]] = []
-    for line in lines:
-        m = _LIST.match(line)
-        if m is None:
-            out.append("<br>" + inline_html(line.strip()))
-            continue
-        indent, tag = len(m.group(1).expandtabs(4)), "ol" if m.group(2)[0].isdigit() else "ul"
-        while stack and indent < stack[-1][0]:
-            out.append(f"</li></{stack.pop()[1]}>")
-        if not stack or indent > stack[-1][0]:
-            stack.append((indent, tag))
-            out.append(f"<{tag}><li>")
-        else:
-            out.append("</li><li>")
-        out.append(inline_html(m.group(3)))
-    while stack:
-        out.append(f"</li></{stack.pop()[1]}>")
-    return "".join(out)
+def _markdown_parser() -> MarkdownIt:
+    """CommonMark plus GFM tables; raw HTML off (escaped, never passed through); single newlines kept as ``<br>``
+    (log entries are line-oriented)."""
+    return MarkdownIt("commonmark", {"html": False, "breaks": True}).enable("table")
 
 
 def markdown_to_html(text: str, heading_shift: int = 0) -> str:
-    """A small markdown subset to HTML: headings, lists, tables, fenced code, quotes, rules, paragraphs.
-
-    Single newlines inside a paragraph become ``<br>`` (log entries are line-oriented). Raw HTML in
-    the input is escaped, never passed through.
-    """
-    lines = text.replace("\r\n", "\n").split("\n")
-    out: list[str] = []
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        if not line.strip():
-            i += 1
-        elif _FENCE.match(line):
-            fence = _FENCE.match(line).group(1)  # type: ignore[union-attr]
-            j = i + 1
-            while j < len(lines) and not lines[j].strip().startswith(fence):
-                j += 1
-            out.append("<pre><code>" + html.escape("\n".join(lines[i + 1 : j])) + "</code></pre>")
-            i = j + 1
-        elif m := _HEADING.match(line):
-            level = min(6, len(m.group(1)) + heading_shift)
-            out.append(f"<h{level}>{inline_html(m.group(2))}</h{level}>")
-            i += 1
-        elif _RULE.match(line):
-            out.append("<hr>")
-            i += 1
-        elif line.lstrip().startswith("|") and i + 1 < len(lines) and _TABLE_SEP.match(lines[i + 1]):
-            j = i + 2
-            while j < len(lines) and lines[j].lstrip().startswith("|"):
-                j += 1
-            out.append(_table(lines[i:j]))
-            i = j
-        elif _LIST.match(line):
-            j = i + 1
-            while j < len(lines) and lines[j].strip() and (_LIST.match(lines[j]) or lines[j].startswith((" ", "\t"))):
-                j += 1
-            out.append(_list(lines[i:j]))
-            i = j
-        elif line.lstrip().startswith(">"):
-            j = i
-            while j < len(lines) and lines[j].lstrip().startswith(">"):
-                j += 1
-            inner = "\n".join(re.sub(r"^\s*>\s?", "", x) for x in lines[i:j])
-            out.append(f"<blockquote>{markdown_to_html(inner, heading_shift)}</blockquote>")
-            i = j
-        else:
-            j = i
-            while j < len(lines) and lines[j].strip() and not _starts_block(lines, j):
-                j += 1
-            j = max(j, i + 1)
-            out.append("<p>" + "<br>".join(inline_html(x.strip()) for x in lines[i:j]) + "</p>")
-            i = j
-    return "\n".join(out)
-
-
-def _starts_block(lines: list[str], j: int) -> bool:
-    line = lines[j]
-    if _FENCE.match(line) or _HEADING.match(line) or _LIST.match(line) or line.lstrip().startswith(">"):
-        return True
-    return line.lstrip().startswith("|") and j + 1 < len(lines) and bool(_TABLE_SEP.match(lines[j + 1]))
+    """memory.md / analysis.md to HTML (markdown-it-py); headings moved ``heading_shift`` levels down (max h6)."""
+    md = _markdown_parser()
+    tokens = md.parse(text)
+    for token in tokens:
+        if token.type in ("heading_open", "heading_close"):
+            token.tag = f"h{min(6, int(token.tag[1]) + heading_shift)}"
+    return md.renderer.render(tokens, md.options, {})
 
 
 # ---------------------------------------------------------------------------------------------- figures

@@ -68,7 +68,8 @@ def test_cli_prints_one_line_error_for_a_missing_run_dir(tmp_path: Path, capsys:
 
 
 def test_markdown_headings_lists_and_tables() -> None:
-    out = markdown_to_html("## Title\n- a\n  - b\n- c\n\n| x | y |\n|---|---|\n| 1 | 2 |\n", heading_shift=1)
+    rendered = markdown_to_html("## Title\n- a\n  - b\n- c\n\n| x | y |\n|---|---|\n| 1 | 2 |\n", heading_shift=1)
+    out = rendered.replace("\n", "")  # markdown-it puts a newline after each block tag
     assert "<h3>Title</h3>" in out
     assert "<ul><li>a<ul><li>b</li></ul></li><li>c</li></ul>" in out
     assert "<thead><tr><th>x</th><th>y</th></tr></thead><tbody><tr><td>1</td><td>2</td></tr>" in out
@@ -76,12 +77,18 @@ def test_markdown_headings_lists_and_tables() -> None:
 
 def test_markdown_code_is_escaped_and_not_formatted() -> None:
     out = markdown_to_html("```\n**a** <i>\n```\nuse `lr_W <x>` and **bold** and lr_W_start\n")
-    assert "<pre><code>**a** &lt;i&gt;</code></pre>" in out
+    assert "<pre><code>**a** &lt;i&gt;\n</code></pre>" in out
     assert "<code>lr_W &lt;x&gt;</code>" in out and "<strong>bold</strong>" in out and "lr_W_start" in out
 
 
 def test_markdown_keeps_line_breaks_inside_a_paragraph() -> None:
-    assert markdown_to_html("Node: id=3\nMutation: x -> y") == "<p>Node: id=3<br>Mutation: x -&gt; y</p>"
+    assert markdown_to_html("Node: id=3\nMutation: x -> y") == "<p>Node: id=3<br />\nMutation: x -&gt; y</p>\n"
+
+
+def test_markdown_escapes_raw_html_and_drops_script_links() -> None:
+    out = markdown_to_html('<script>alert(1)</script>\n<img src=x onerror="alert(2)">\n[x](javascript:alert(3))\n')
+    assert "<script" not in out and "<img" not in out and "href" not in out
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in out and "&lt;img src=x onerror=&quot;alert(2)&quot;&gt;" in out
 
 
 def test_report_marks_a_diverged_rollout_instead_of_its_score(synth) -> None:
