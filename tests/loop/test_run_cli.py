@@ -163,3 +163,14 @@ def test_flyvis_agent_status_of_a_finished_run(reference_run: Path, capsys: pyte
     assert main(["status", str(reference_run)]) == 0
     out = capsys.readouterr().out
     assert "8/8" in out and "finished" in out.lower()
+
+
+def test_flyvis_agent_status_counts_the_iterations_the_run_was_started_with(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from agent.cli import main
+
+    run_dir = tmp_path / "run"
+    assert run_agent(run_dir, iterations=4).returncode == 0  # the tiny config's claude.n_iterations is larger
+    assert main(["status", str(run_dir)]) == 0
+    assert "4/4 iterations done" in capsys.readouterr().out
