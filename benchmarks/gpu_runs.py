@@ -262,6 +262,8 @@ def science_plan(args: argparse.Namespace) -> list[dict[str, Any]]:
     small = {"simulation.n_frames": 300, "simulation.n_test_frames": 60, "simulation.extent": 1,
              "training.n_rollout_frames": 20, "training.cluster_n_components": 5}  # fmt: skip
     for tag, base, iters in (("a_science", SCIENCE, a_iters), ("b_demo", DEMO, b_iters)):
+        if tag[0] not in args.sets:
+            continue
         for seed in args.seeds:
             sim = {"simulation.ground_truth": gt, "simulation.seed": seed, **(small if args.smoke else {})}
             for sched, over in SCHEDULES.items():
@@ -270,10 +272,11 @@ def science_plan(args: argparse.Namespace) -> list[dict[str, Any]]:
                              "overrides": {**sim, **over, "training.seed": seed, "training.device": "auto"}})  # fmt: skip
     c_sim = {"simulation.ground_truth": gt, "simulation.stimulus": "procedural", "simulation.seed": 42,
              "simulation.n_frames": args.c_frames, **(small if args.smoke else {})}  # fmt: skip
-    for sched in ("standard", "cyclic_W_first"):
+    for sched in ("standard", "cyclic_W_first") if "c" in args.sets else ():
         sets.append({"set": "c_full", "base": FULL, "seed": 1, "schedule": sched, "iterations": c_iters,
                      "data_key": "c_full", "sim": c_sim, "data": args.c_data,
-                     "overrides": {**c_sim, **SCHEDULES[sched], "training.seed": 1}})  # fmt: skip
+                     "overrides": {**c_sim, **SCHEDULES[sched], "training.seed": 1,
+                                   "training.compile": args.c_compile}})  # fmt: skip
     return sets
 
 
@@ -353,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--b-iterations", type=int, default=None, help="(b) demo config (default 6,000 x scale)")
     c.add_argument("--c-iterations", type=int, default=None, help="(c) full config (default 32,000 x scale)")
     c.add_argument("--c-frames", type=int, default=64000)
+    c.add_argument("--sets", nargs="+", choices=["a", "b", "c"], default=["a", "b", "c"], help="run sets to start")
+    c.add_argument("--c-compile", default="off", help="(c) training.compile (off | default | reduce-overhead | ...)")
     c.add_argument("--c-data", type=Path, default=None, help="(c) dataset already generated (the datagen stage's)")
     c.add_argument("--smoke", action="store_true", help="tiny datasets (extent 1, 300 frames) for a CPU dry run")
     args = p.parse_args(argv)
