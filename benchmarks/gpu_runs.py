@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -153,6 +154,21 @@ def _tail(path: Path, n: int = 3) -> str:
     return " | ".join(lines[-n:])[-400:]
 
 
+PROGRESS = re.compile(r"train: (\d+)/\d+ \(\d+%\) (\d+(?:\.\d+)?)s")
+
+
+def training_rate(log: Path) -> float | None:
+    """Iterations per second of training from a run log's last progress line (works for a run cut short)."""
+    try:
+        found = PROGRESS.findall(log.read_text(errors="replace"))
+    except OSError:
+        return None
+    if not found:
+        return None
+    done, seconds = int(found[-1][0]), float(found[-1][1])
+    return done / seconds if seconds > 0 else None
+
+
 def train_job(name: str, config: Path, data: Path, out: Path, device: str, iterations: int | None, **info: Any) -> Job:
     argv = [sys.executable, "-m", "trainer.run", "--config", str(config), "--data", str(data), "--out", str(out),
             "--device", device, "--threads", "1"]  # fmt: skip
@@ -190,6 +206,7 @@ def describe(job: Job) -> dict[str, Any]:
         if rows:
             last = rows[-1]
             row["last_r2"] = {"iteration": last.iteration, "connectivity_r2": last.connectivity_r2, "phase": last.phase}
+    row["training_it_per_s"] = training_rate(job.out / "run.log")
     if job.state != "ok":
         row["log_tail"] = _tail(job.out / "run.log")
     return row
@@ -236,13 +253,19 @@ def cmd_slots(args: argparse.Namespace) -> int:
                                   args.iterations, seed=k + 1))  # fmt: skip
         t0 = time.perf_counter()
         left = args.deadline_s - (time.monotonic() - t_start)
-        run_jobs(jobs, max(10.0, left if label != "alone" else 0.45 * args.deadline_s))
+        run_jobs(jobs, max(10.0, left if label != "alone" else 0.4 * args.deadline_s))
         rows = [describe(j) for j in jobs]
         results["runs"][label] = {"wall_s": time.perf_counter() - t0, "slots": rows}
         write_json(args.json, results)
     alone, batch = results["runs"].get("alone"), results["runs"].get(f"batch_of_{args.slots}")
-    if alone and batch:
+    finished = alone and batch and all(r["state"] == "ok" for r in alone["slots"] + batch["slots"])
+    if finished:  # wall times of runs cut at a deadline compare nothing
         results["batch_over_alone_wall"] = batch["wall_s"] / alone["wall_s"]
+    if alone and batch:  # training rates hold for runs cut short too: how much slower a slot trains when sharing
+        rate_alone = alone["slots"][0].get("training_it_per_s")
+        rates = [r.get("training_it_per_s") for r in batch["slots"]]
+        if rate_alone and all(rates):
+            results["batch_over_alone_training_rate"] = rate_alone / min(rates)
         ms = [r.get("ms_per_iteration") for r in batch["slots"]]
         ms_alone = alone["slots"][0].get("ms_per_iteration")
         if ms_alone and all(ms):

@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         ms = [r.get("ms_per_iteration") for r in block["slots"]]
         ms_text = ", ".join(f"{m:.2f}" if m else "-" for m in ms)
         lines.append(f"slots {label}: wall {block['wall_s']:.1f} s, ms/iteration per slot: {ms_text}")
-    for key in ("batch_over_alone_wall", "batch_over_alone_training"):
+    for key in ("batch_over_alone_wall", "batch_over_alone_training", "batch_over_alone_training_rate"):
         if key in slots:
             lines.append(f"slots {key}: {slots[key]:.2f}")
     table = science_table(summary["science"].get("runs") or [])
