@@ -50,9 +50,8 @@ def parse_value(text: str) -> Any:
 
 def derive_config(base: Path, out: Path, overrides: dict[str, Any]) -> Path:
     """``base`` with dotted-key ``overrides`` applied, validated against the schema, written as YAML to ``out``."""
-    import yaml
-
     from experiment.config import load_experiment, parse_experiment
+    from experiment.yaml_io import write_yaml_roundtrip
 
     data = load_experiment(base).model_dump(mode="json")
     for key, value in overrides.items():
@@ -63,7 +62,7 @@ def derive_config(base: Path, out: Path, overrides: dict[str, Any]) -> Path:
         node[last] = value
     parse_experiment(data, f"{base} with {overrides}")  # one-line ConfigError naming the bad key
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    write_yaml_roundtrip(out, data)
     return out
 
 
