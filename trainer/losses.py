@@ -33,6 +33,18 @@ def power_anneal(rate: float, epoch: int) -> float:
     return 1.0 - math.exp(-(rate**epoch))
 
 
+REGULARISER_KEYS = (
+    "coeff_edge_diff",
+    "coeff_edge_norm",
+    "coeff_edge_weight_L1",
+    "coeff_edge_weight_L2",
+    "coeff_phi_weight_L1",
+    "coeff_phi_weight_L2",
+    "coeff_W_L1",
+    "coeff_W_L2",
+)  # every regulariser coefficient of TrainingConfig, in the order of anneal_factors
+
+
 def anneal_factors(cfg: TrainingConfig, epoch: int) -> dict[str, float]:
     """Factor multiplying each regulariser coefficient in 0-based ``epoch``; keys name the coefficient."""
     return {

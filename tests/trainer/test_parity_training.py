@@ -13,7 +13,7 @@ from agent.config_policy import load_slot_template
 from experiment.config import ExperimentConfig, GraphModelConfig, TrainingConfig, load_experiment
 from experiment.records import read_r2_log
 from trainer.data import Dataset
-from trainer.losses import anneal_factors, exp_anneal, power_anneal, regularisers
+from trainer.losses import REGULARISER_KEYS, anneal_factors, exp_anneal, power_anneal, regularisers
 from trainer.model import FlyVisGNN, make_mlp
 from trainer.schedule import apply_lrs, build_optimizer, iterations_per_epoch, phase_lrs
 from trainer.train import build_model, build_probe, train
@@ -21,19 +21,7 @@ from trainer.train import build_model, build_probe, train
 REPO = Path(__file__).resolve().parents[2]
 PUBLISHED = REPO / "configs" / "flyvis_62_1_gs_alternate.yaml"
 CPU = torch.device("cpu")
-OFF = dict.fromkeys(
-    [
-        "coeff_edge_diff",
-        "coeff_edge_norm",
-        "coeff_edge_weight_L1",
-        "coeff_edge_weight_L2",
-        "coeff_phi_weight_L1",
-        "coeff_phi_weight_L2",
-        "coeff_W_L1",
-        "coeff_W_L2",
-    ],
-    0.0,
-)
+OFF = dict.fromkeys(REGULARISER_KEYS, 0.0)
 
 
 def _model(n_layers: int = 2) -> FlyVisGNN:

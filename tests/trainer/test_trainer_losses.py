@@ -8,22 +8,10 @@ import pytest
 import torch
 
 from experiment.config import GraphModelConfig, TrainingConfig
-from trainer.losses import data_loss, regularisers
+from trainer.losses import REGULARISER_KEYS, anneal_factors, data_loss, regularisers
 from trainer.model import FlyVisGNN
 
-ALL_ZERO = dict.fromkeys(
-    [
-        "coeff_edge_diff",
-        "coeff_edge_norm",
-        "coeff_edge_weight_L1",
-        "coeff_edge_weight_L2",
-        "coeff_phi_weight_L1",
-        "coeff_phi_weight_L2",
-        "coeff_W_L1",
-        "coeff_W_L2",
-    ],
-    0.0,
-)
+ALL_ZERO = dict.fromkeys(REGULARISER_KEYS, 0.0)
 
 
 def _model() -> FlyVisGNN:
@@ -56,3 +44,7 @@ def test_w_l1_term_is_coefficient_times_anneal_times_abs_sum() -> None:
     cfg = TrainingConfig(**{**ALL_ZERO, "coeff_W_L1": 2.0, "coeff_W_L1_rate": 0.5})
     got = regularisers(model, torch.rand(2), cfg, 2, 0.5)["coeff_W_L1"].item()
     assert got == pytest.approx(2.0 * (1 - math.exp(-1.0)) * model.W.abs().sum().item(), rel=1e-6)
+
+
+def test_regulariser_keys_are_the_annealed_coefficients() -> None:
+    assert tuple(anneal_factors(TrainingConfig(), 0)) == REGULARISER_KEYS
