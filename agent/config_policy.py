@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 from ruamel.yaml.comments import CommentedMap
 
+from agent.protocol import BLOCKED_KEYS, BLOCKED_TOP, COUPLED, EXTRA_RANGES, GROWTH_KEYS, format_value
 from agent.state import ROOT, Parent, Seeds
 from experiment.atomic import atomic_write_text
 from experiment.config import (
@@ -32,56 +33,6 @@ from experiment.yaml_io import ExactFloat, load_yaml_text, roundtrip_dump, round
 Trainable = dict[str, dict[str, Any]]
 
 SECTIONS: dict[str, type[BaseModel]] = {"training": TrainingConfig, "graph_model": GraphModelConfig}
-
-# Top-level keys owned by the controller, with the reason given to the LLM.
-BLOCKED_TOP: dict[str, str] = {
-    "dataset": "the dataset field routes the slot's data and is fixed per slot",
-    "simulation": "simulation parameters are fixed",
-    "claude": "exploration settings are controller-owned",
-    "dispatch": "dispatch settings are controller-owned",
-    "description": "the description is controller-owned",
-}
-# Keys inside the trainable sections that the LLM may not change.
-BLOCKED_KEYS: dict[str, str] = {
-    "training.alternate_training": "alternate_training must stay true: it selects the alternating trainer",
-    "training.learning_rate_start": "active-phase learning rates are fixed",
-    "training.learning_rate_W_start": "active-phase learning rates are fixed",
-    "training.learning_rate_embedding_start": "active-phase learning rates are fixed",
-    "training.seed": "seeds are controller-owned",
-    "training.device": "device placement is controller-owned",
-    "training.compile": "how the training step is compiled is controller-owned",
-}
-# key -> (low, high): the protocol's sane ranges, on top of the schema's own bounds.
-LR_KEYS = (
-    "learning_rate_start",
-    "learning_rate_W_start",
-    "learning_rate_embedding_start",
-    "alternate_lr_W",
-    "alternate_lr_edge",
-    "alternate_lr_update",
-    "alternate_lr_embedding",
-)
-EXTRA_RANGES: dict[str, tuple[float, float]] = {
-    **{f"training.{k}": (0.0, 1e-1) for k in LR_KEYS},
-    **{f"training.{k}": (0.0, 1e5) for k in TrainingConfig.model_fields if k.startswith("coeff_")},
-    "graph_model.hidden_dim": (1, 1024),
-    "graph_model.hidden_dim_update": (1, 1024),
-    "graph_model.n_layers": (1, 10),
-    "graph_model.n_layers_update": (1, 10),
-    "training.n_alternations": (1, 64),
-    "training.alternate_vrest_ratio": (0.0, 1.0),
-}
-# Coupled sizes: key -> (offset added to embedding_dim, description).
-COUPLED: dict[str, int] = {"input_size": 1, "input_size_update": 3}
-# Keys a child of an over-time slot may not increase (they grow training time).
-GROWTH_KEYS = (
-    "graph_model.hidden_dim",
-    "graph_model.hidden_dim_update",
-    "graph_model.n_layers",
-    "graph_model.n_layers_update",
-    "graph_model.embedding_dim",
-    "training.data_augmentation_loop",
-)
 
 
 class EditRejected(ValueError):
@@ -116,13 +67,6 @@ class Change(BaseModel):
 def is_number(value: Any) -> bool:
     """A real int or float (bool is not a number)."""
     return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def format_value(value: Any) -> str:
-    """Shortest exact text of a config value: ``repr`` for floats, ``str`` otherwise."""
-    if isinstance(value, float):
-        return repr(value)
-    return str(value)
 
 
 def same_value(a: Any, b: Any) -> bool:

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.config_policy import Trainable, apply_overlay, diff_trainable, format_value
+from agent import protocol
+from agent.config_policy import Trainable, apply_overlay, diff_trainable
 from agent.llm.base import LLMRequest
-from agent.prompts import config_line, metrics_line, status_word, trajectory_lines, variance_update_line
+from agent.prompts import config_line, metrics_line, trajectory_lines, variance_update_line
+from agent.protocol import format_value
 from agent.reply_check import ReplyContext
 from agent.state import ROOT, Parent, SlotResult
 from agent.tree import UcbEntry, block_of, ucb_ranking
@@ -29,7 +31,6 @@ EXPLORE_RANGES: tuple[tuple[str, tuple[float | int, ...]], ...] = (
     ("alternate_lr_update", (0.0, 1e-7, 1.2e-6, 1.2e-5)),
     ("alternate_lr_embedding", (0.0, 1e-7, 1.55e-6, 1.55e-5)),
 )
-TOP_CONFIGS, TOP_MIN_RUNS = 3, 3
 
 
 class Proposal:
@@ -97,7 +98,7 @@ class OfflinePlanner:
         cid = self.ids[r.iteration]
         row = self.row_of[cid]
         lines = [
-            f"## Iter {r.iteration}: {status_word(r)}",
+            f"## Iter {r.iteration}: {protocol.entry_status(r)}",
             f"Node: id={r.iteration}, parent={r.parent}",
             f"Mode/Strategy: {r.strategy}",
             config_line(r.trainable),
@@ -152,7 +153,7 @@ class OfflinePlanner:
         if self._is_baseline_batch():
             return [Proposal(s, ROOT, "baseline") for s in range(n)]
         replicates = self._replicate_picks()
-        n_rep = min(len(replicates), self._replicates_required(), n)
+        n_rep = min(len(replicates), protocol.replicates_required(self.rows), n)
         n_exploit = n - n_rep
         props = self._exploit_proposals(n_exploit)
         for k, node in enumerate(replicates[:n_rep]):
@@ -164,7 +165,9 @@ class OfflinePlanner:
     def _is_baseline_batch(self) -> bool:
         """Block 1's first ``baseline_batches`` batches run the base config unchanged."""
         ctx = self.ctx
-        return ctx.next_batch <= ctx.baseline_batches and block_of(ctx.next_iterations[0], ctx.n_iter_block) == 1
+        return protocol.is_baseline_batch(
+            block_of(ctx.next_iterations[0], ctx.n_iter_block), ctx.next_batch, ctx.baseline_batches
+        )
 
     def _exploit_proposals(self, n: int) -> list[Proposal]:
         """Slots 0..n-1: one-parameter mutations of the best parents (UCB order inside a block)."""
@@ -174,10 +177,6 @@ class OfflinePlanner:
             self._mutate(slot, parents[slot][0], parents[slot][1], taken, "exploit" if slot < 2 else "explore")
             for slot in range(n)
         ]
-
-    def _replicates_required(self) -> int:
-        top = sorted(self.rows, key=lambda r: (-r.conn_mean, r.iterations[0]))[:TOP_CONFIGS]
-        return 2 if any(r.runs < TOP_MIN_RUNS for r in top) else 1
 
     def _in_next_block(self, node: int) -> bool:
         if self.ctx.next_starts_block:
@@ -191,18 +190,18 @@ class OfflinePlanner:
 
     def _replicate_picks(self) -> list[int]:
         """Slot 3's best config and slot 2's most promising under-sampled config (slot order kept)."""
-        ranked = sorted(self.rows, key=lambda r: (-r.conn_mean, r.iterations[0]))
+        ranked = protocol.rank_configs(self.rows)
         if not ranked:
             return []
         best = ranked[0]
-        needy = [r for r in ranked if r.runs < TOP_MIN_RUNS and r.config_id != best.config_id]
+        needy = [r for r in ranked if r.runs < protocol.TOP_MIN_RUNS and r.config_id != best.config_id]
         second = needy[0] if needy else (ranked[1] if len(ranked) > 1 else best)
         return [self._representative(second), self._representative(best)]
 
     def _exploit_parents(self, n: int) -> list[tuple[Parent, Trainable]]:
         """Parents for the exploit/explore slots: UCB order inside a block, best configs at a block start."""
         if self.ctx.next_starts_block or not self.ranking:
-            ranked = sorted(self.rows, key=lambda r: (-r.conn_mean, r.iterations[0]))
+            ranked = protocol.rank_configs(self.rows)
             cfgs = [self.by_id[row.iterations[0]].trainable for row in ranked] or [self.ctx.base_trainable]
             return [(ROOT, cfgs[min(k, len(cfgs) - 1)]) for k in range(n)]
         nodes = [e.node for e in self.ranking if self.by_id[e.node].status == "completed"] or [

@@ -29,9 +29,10 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from agent.config_policy import EXTRA_RANGES, Trainable, apply_overlay, diff_trainable, same_value
+from agent.config_policy import Trainable, apply_overlay, diff_trainable, same_value
 from agent.llm.base import LLMRequest
 from agent.offline_policy import EXPLORE_RANGES, OfflinePlanner, Proposal
+from agent.protocol import EXTRA_RANGES
 from agent.reply_check import ReplyContext
 from agent.state import ROOT, Parent, SlotResult
 from agent.tree import block_of
@@ -45,7 +46,7 @@ SECTION = "training"  # every explorable parameter is a training: key
 
 # The regularisers of the base instructions' table, with the value of the spec's reference config
 # (shared/spec/PARITY.md section 1). Their grid is {0, reference / 10, reference} plus the base config's
-# value, inside the config policy's range (config_policy.EXTRA_RANGES).
+# value, inside the config policy's range (protocol.EXTRA_RANGES).
 REGULARISER_REFERENCE: dict[str, float] = {
     "coeff_edge_diff": 750.0,
     "coeff_edge_norm": 0.9,

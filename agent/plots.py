@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from agent.protocol import UCB_C
 from agent.run_files import RunFiles
 from agent.state import ROOT, SlotResult
 from agent.tree import best_node, ucb_ranking
@@ -100,7 +101,7 @@ def tree_layout(parents: dict[int, Any]) -> dict[Any, tuple[float, float]]:
 # ---------------------------------------------------------------------------------------------- tree
 
 
-def plot_block_tree(results: list[SlotResult], block: int, path: str | Path, c: float = 1.414) -> list[int]:
+def plot_block_tree(results: list[SlotResult], block: int, path: str | Path, c: float = UCB_C) -> list[int]:
     """The exploration tree of one block as PNG; returns the node ids drawn (ascending).
 
     Colour = conn_R2 (failed = 0), size = UCB, circle = new config, square = replicate, X = failed;

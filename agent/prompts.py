@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from agent import protocol
+from agent.protocol import CONFIG_LINE_KEYS, format_value
 from agent.state import Seeds, SlotResult
 from agent.tree import best_node, block_of, block_range, render_ucb_scores, ucb_ranking
 from experiment.records import ROLLOUT_CLAMP, SLOT_IMAGES, TEST_R2_FLOOR
@@ -41,19 +43,6 @@ IMAGE_DESCRIPTIONS: dict[str, str] = {
         "of different types, on held-out stimulus without noise; the title says when it diverged."
     ),
 }
-
-# Config line of a log entry: label -> training key.
-CONFIG_LINE_KEYS: tuple[tuple[str, str], ...] = (
-    ("lr_W", "learning_rate_W_start"),
-    ("lr", "learning_rate_start"),
-    ("lr_emb", "learning_rate_embedding_start"),
-    ("n_alt", "n_alternations"),
-    ("vrest_ratio", "alternate_vrest_ratio"),
-    ("alt_lr_W", "alternate_lr_W"),
-    ("alt_lr_edge", "alternate_lr_edge"),
-    ("alt_lr_update", "alternate_lr_update"),
-    ("alt_lr_emb", "alternate_lr_embedding"),
-)
 
 
 class PromptError(ValueError):
@@ -124,26 +113,11 @@ def _fill(name: str, values: dict[str, Any]) -> str:
 
 
 # ----- value formatting ---------------------------------------------------------------------------
-def format_value(value: Any) -> str:
-    """Shortest exact text of a config value: ``repr`` for floats, ``str`` otherwise."""
-    if isinstance(value, float):
-        return repr(value)
-    return str(value)
-
-
 def config_line(trainable: dict[str, dict[str, Any]]) -> str:
     """The ``Config:`` line of a log entry from a trainable config."""
     training = trainable.get("training", {})
     parts = [f"{label}={format_value(training[key]) if key in training else '?'}" for label, key in CONFIG_LINE_KEYS]
     return "Config: " + ", ".join(parts)
-
-
-def status_word(result: SlotResult) -> Literal["converged", "partial", "failed"]:
-    """Entry status from the measured connectivity_R2 (a failed slot is ``failed``)."""
-    r2 = result.conn_r2
-    if result.status == "failed" or r2 < 0.3:
-        return "failed"
-    return "converged" if r2 > 0.8 else "partial"
 
 
 def metrics_line(result: SlotResult) -> str:
@@ -199,9 +173,9 @@ class StartPromptInput(BaseModel):
 
     run_name: str
     n_iterations: int = Field(ge=1)
-    n_iter_block: int = Field(12, ge=1)
+    n_iter_block: int = Field(protocol.N_ITER_BLOCK, ge=1)
     n_slots: int = Field(4, ge=1)
-    baseline_batches: int = Field(3, ge=0)
+    baseline_batches: int = Field(protocol.BASELINE_BATCHES, ge=0)
     base_config_name: str
     base_config_text: str
     config_files: list[str]
@@ -265,12 +239,12 @@ class BatchPromptInput(BaseModel):
     results: list[SlotResult]
     batch_start: int = Field(ge=1, description="first iteration of the batch that just finished")
     n_iterations: int = Field(ge=1)
-    n_iter_block: int = Field(12, ge=1)
+    n_iter_block: int = Field(protocol.N_ITER_BLOCK, ge=1)
     n_slots: int = Field(4, ge=1)
-    baseline_batches: int = Field(3, ge=0)
-    ucb_c: float = Field(1.414, ge=0)
+    baseline_batches: int = Field(protocol.BASELINE_BATCHES, ge=0)
+    ucb_c: float = Field(protocol.UCB_C, ge=0)
     ucb_reward: Literal["node", "replicate_mean"] = "node"
-    time_limit_min: float = Field(60.0, gt=0)
+    time_limit_min: float = Field(protocol.TIME_LIMIT_MIN, gt=0)
     memory_text: str
     user_input: str | None = None
     image_slots: list[int] | None = Field(
@@ -292,19 +266,17 @@ class BatchPromptInput(BaseModel):
         return sorted((r for r in self.results if self.batch_start <= r.iteration <= last), key=lambda r: r.iteration)
 
 
-def _over_time(r: SlotResult, limit: float) -> bool:
-    return r.over_time_limit or (r.metrics is not None and r.metrics.training_time_min > limit)
-
-
 def _slot_text(r: SlotResult, ids: dict[int, str], rows: dict[str, VarianceRow], limit: float) -> str:
     head = f"### Slot {r.slot} (iteration {r.iteration}) "
     head += "[COMPLETED]" if r.status == "completed" else f"[FAILED] {r.failure_reason or 'no reason recorded'}"
     minutes = r.metrics.training_time_min if r.metrics else 0.0
-    time_flag = [f"Training time: {minutes:.1f} min — OVER TIME LIMIT ({limit:g} min)"] if _over_time(r, limit) else []
+    time_flag = (
+        [f"Training time: {minutes:.1f} min — OVER TIME LIMIT ({limit:g} min)"] if protocol.over_time(r, limit) else []
+    )
     cid = ids[r.iteration]
     lines = [
         head,
-        f"Entry status: {status_word(r)}",
+        f"Entry status: {protocol.entry_status(r)}",
         f"Node: id={r.iteration}, parent={r.parent}",
         f"Mode/Strategy: {r.strategy}",
         f"Config id: {cid}" + (f" (replicate of node {r.replicate_of})" if r.replicate_of is not None else ""),
@@ -354,12 +326,6 @@ def _best_text(results: list[SlotResult], ids: dict[int, str], rows: dict[str, V
     )
 
 
-def replicates_required(rows: list[VarianceRow]) -> int:
-    """2 while any of the top 3 configs (by mean conn_R2, ties by first iteration) has < 3 runs, then 1."""
-    top = sorted(rows, key=lambda r: (-r.conn_mean, r.iterations[0]))[:3]
-    return 2 if any(r.runs < 3 for r in top) else 1
-
-
 ELIDED = ("Variance Estimates", "UCB Ranking")
 
 
@@ -403,25 +369,21 @@ def _rules_text(ctx: BatchPromptInput, batch: list[SlotResult], rows: list[Varia
         members = sorted(r.iteration for r in ctx.results if r.block == block)
         parents = "root or one of nodes " + ", ".join(str(i) for i in members)
         lines.append(f"- Next batch stays in block {block}: each config's parent is {parents}.")
-    if block_of(nxt_first, ctx.n_iter_block) == 1 and batch_no <= ctx.baseline_batches:
+    if protocol.is_baseline_batch(block_of(nxt_first, ctx.n_iter_block), batch_no, ctx.baseline_batches):
         lines.append(
             f"- Baseline: the next batch is batch {batch_no} of {ctx.baseline_batches} baseline batches: all "
             f'{ctx.n_slots} configs `parent="root"`, `strategy="baseline"`, empty body (defaults unchanged).'
         )
     else:
-        need = replicates_required(rows)
+        need = protocol.replicates_required(rows)
         lines.append(
             f"- Replicates: at least {need} of the {ctx.n_slots} configs are replicates "
-            '(`replicate="X"`, `strategy="robustness-check"`, empty body) — 2 until each of the top 3 configs '
-            "by mean conn_R2 has >= 3 runs, then 1."
+            '(`replicate="X"`, `strategy="robustness-check"`, empty body) — ' + protocol.replicate_rule_text()
         )
-    slow = [r for r in batch if _over_time(r, ctx.time_limit_min)]
+    slow = [r for r in batch if protocol.over_time(r, ctx.time_limit_min)]
     if slow:
         nodes = ", ".join(str(r.iteration) for r in slow)
-        lines.append(
-            f"- Over the time limit: node(s) {nodes}. A child of them must not grow hidden_dim, hidden_dim_update, "
-            "n_layers, n_layers_update or data_augmentation_loop; reduce complexity instead."
-        )
+        lines.append(f"- Over the time limit: node(s) {nodes}. " + protocol.growth_rule_text())
     return "\n".join(lines)
 
 

@@ -6,11 +6,11 @@ A facade over ``agent.reply_parse`` (text -> pydantic records, never raises) and
 
 from __future__ import annotations
 
+from agent.protocol import entry_status as classify
 from agent.reply_check import (
     PlannedSlot,
     ReplyContext,
     check_reply,
-    classify,
     expected_mutation,
     resolve_proposals,
     validate_reply,

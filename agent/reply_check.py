@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agent import protocol
 from agent.claims import CV_TOL, ClaimFacts, check_entry_claims, metric_tolerance
 from agent.config_policy import (
     BASELINE_MUTATION,
@@ -22,12 +23,12 @@ from agent.config_policy import (
     apply_overlay,
     diff_trainable,
     format_mutation,
-    format_value,
     growth_errors,
     is_number,
     normalize_trainable,
     replicate_mutation,
 )
+from agent.protocol import CONFIG_ALIASES, format_value
 from agent.reply_parse import (
     CONTROLLER_SECTIONS,
     ENTRY_KEYS,
@@ -53,21 +54,7 @@ from memory.variance import VarianceRow, config_key, variance_table
 
 TRAJECTORY_TOL = 5e-3  # metric tolerances (METRIC_TOL, TIME_TOL_MIN, CV_TOL) live in agent.claims
 MUTATION_RTOL = 1e-6
-CONVERGED, PARTIAL = 0.8, 0.3
-TOP_CONFIGS, TOP_MIN_RUNS = 3, 3
-GROWTH_REPLICATES, STEADY_REPLICATES = 2, 1
 FAILED_REQUIRED = ("Node", "Mode/Strategy", "Mutation", "Observation", "Next")
-CONFIG_ALIASES = {
-    "lr_W": "training.learning_rate_W_start",
-    "lr": "training.learning_rate_start",
-    "lr_emb": "training.learning_rate_embedding_start",
-    "n_alt": "training.n_alternations",
-    "vrest_ratio": "training.alternate_vrest_ratio",
-    "alt_lr_W": "training.alternate_lr_W",
-    "alt_lr_edge": "training.alternate_lr_edge",
-    "alt_lr_update": "training.alternate_lr_update",
-    "alt_lr_emb": "training.alternate_lr_embedding",
-}
 
 
 class ReplyContext(BaseModel):
@@ -82,10 +69,10 @@ class ReplyContext(BaseModel):
     next_starts_block: bool = Field(description="the next batch opens a new block (all parents root)")
     block: int = Field(1, ge=1, description="block of the finished batch (1 at START)")
     base_trainable: Trainable = Field(description="normalised trainable of the base config (parent 'root')")
-    ucb_c: float = 1.414
-    n_iter_block: int = Field(12, ge=1)
-    baseline_batches: int = Field(3, ge=0)
-    time_limit_min: float = Field(60.0, gt=0)
+    ucb_c: float = protocol.UCB_C
+    n_iter_block: int = Field(protocol.N_ITER_BLOCK, ge=1)
+    baseline_batches: int = Field(protocol.BASELINE_BATCHES, ge=0)
+    time_limit_min: float = Field(protocol.TIME_LIMIT_MIN, gt=0)
     variance_rows: list[VarianceRow] | None = Field(None, description="None: computed from all_results")
 
     def rows(self) -> list[VarianceRow]:
@@ -119,21 +106,8 @@ class PlannedSlot(BaseModel):
 # ---------------------------------------------------------------------------------------------- helpers
 
 
-def classify(result: SlotResult) -> str:
-    """converged > 0.8, partial 0.3-0.8, failed < 0.3 or when the slot failed."""
-    if result.status == "failed" or result.metrics is None:
-        return "failed"
-    r2 = result.metrics.connectivity_R2
-    return "converged" if r2 > CONVERGED else "partial" if r2 >= PARTIAL else "failed"
-
-
 def _num(x: float) -> str:
     return f"{x:.6g}"
-
-
-def _over_time(result: SlotResult, limit: float) -> bool:
-    minutes = result.metrics.training_time_min if result.metrics is not None else 0.0
-    return result.over_time_limit or minutes > limit
 
 
 def _value_matches(text: str, actual: Any) -> bool:
@@ -190,7 +164,7 @@ def _check_lines(e: IterEntry, r: SlotResult) -> list[str]:
 
 
 def _check_status(e: IterEntry, r: SlotResult) -> list[str]:
-    want = classify(r)
+    want = protocol.entry_status(r)
     if e.status == want:
         return []
     if e.status not in STATUSES:
@@ -201,7 +175,7 @@ def _check_status(e: IterEntry, r: SlotResult) -> list[str]:
         return [f"Iter {e.iteration}: status '{shorten(e.status)}' but the slot failed; write 'failed'"]
     return [
         f"Iter {e.iteration}: status '{shorten(e.status)}' but measured connectivity_R2={_num(r.metrics.connectivity_R2)} "
-        f"is '{want}' (converged > 0.8, partial 0.3-0.8, failed < 0.3)"
+        f"is '{want}' ({protocol.status_rule_text()})"
     ]
 
 
@@ -437,7 +411,7 @@ def _resolve_one(
         return None, err.errors
     except ConfigError as err:
         return None, str(err).splitlines()
-    if p.parent != ROOT and _over_time(known[int(p.parent)], ctx.time_limit_min):
+    if p.parent != ROOT and protocol.over_time(known[int(p.parent)], ctx.time_limit_min):
         errors += growth_errors(parent_tr, trainable, label)
     replicate_of = int(p.parent) if p.parent != ROOT and not diff_trainable(parent_tr, trainable) else None
     mutation = format_mutation(parent_tr, trainable, parent_id=p.parent)
@@ -503,7 +477,7 @@ def _slot_errors(reply: Reply, n: int) -> tuple[dict[int, ConfigProposal], list[
 
 def _strategy_errors(planned: list[PlannedSlot], ctx: ReplyContext, known: dict[int, SlotResult]) -> list[str]:
     batch = ctx.next_batch
-    if ctx.next_block == 1 and batch <= ctx.baseline_batches:
+    if protocol.is_baseline_batch(ctx.next_block, batch, ctx.baseline_batches):
         base_key = config_key(ctx.base_trainable)
         return [
             f"config slot {s.slot}: block 1 batch {batch} runs the base defaults unchanged in every slot "
@@ -515,17 +489,18 @@ def _strategy_errors(planned: list[PlannedSlot], ctx: ReplyContext, known: dict[
     existing = {config_key(r.trainable) for r in known.values()}
     n_rep = sum(config_key(s.trainable) in existing for s in planned)
     rows = ctx.rows()
-    top = sorted(rows, key=lambda row: (-row.conn_mean, min(row.iterations, default=0)))[:TOP_CONFIGS]
-    short = [row for row in top if row.runs < TOP_MIN_RUNS]
-    need = min(GROWTH_REPLICATES if short else STEADY_REPLICATES, len(planned))
+    short = protocol.short_top_configs(rows)
+    need = min(protocol.replicates_required(rows), len(planned))
     if n_rep >= need:
         return []
     if short:
-        why = "until the top 3 configs by conn_R2 mean each have >= 3 runs; now " + ", ".join(
-            f"{row.config_id} has {row.runs}" for row in short
-        )
+        why = f"until the top {protocol.TOP_CONFIGS} configs by conn_R2 mean each have >= {protocol.TOP_MIN_RUNS} runs; now "
+        why += ", ".join(f"{row.config_id} has {row.runs}" for row in short)
     else:
-        why = "at least 1 per batch once the top 3 configs have >= 3 runs"
+        why = (
+            f"at least {protocol.STEADY_REPLICATES} per batch once the top {protocol.TOP_CONFIGS} configs have "
+            f">= {protocol.TOP_MIN_RUNS} runs"
+        )
     return [
         f"batch {batch}: {n_rep} replicate slot(s) (re-running an existing config), at least {need} required ({why})"
     ]

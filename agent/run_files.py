@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.journal import Journal
+from agent.protocol import UCB_C
 from agent.state import SlotResult
 from agent.tree import block_of, block_range, block_span, render_ucb_scores, ucb_ranking
 from experiment.atomic import atomic_write_json, atomic_write_text
@@ -126,7 +127,7 @@ class RunFiles:
             atomic_write_text(self.analysis, text)
 
     # ------------------------------------------------------------------ block end
-    def end_block(self, block: int, results: list[SlotResult], ucb_c: float = 1.414) -> None:
+    def end_block(self, block: int, results: list[SlotResult], ucb_c: float = UCB_C) -> None:
         snapshot_memory(self.dir, block)
         from agent.plots import plot_block_tree
 

@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from agent.protocol import UCB_C
 from agent.state import ROOT, Parent, SlotResult
 from memory.variance import config_key
 
@@ -77,7 +78,7 @@ def _replicate_means(results: list[SlotResult]) -> dict[str, float]:
     return {k: sum(v) / len(v) for k, v in sums.items()}
 
 
-def ucb_ranking(results: list[SlotResult], block: int, c: float = 1.414, reward: Reward = "node") -> list[UcbEntry]:
+def ucb_ranking(results: list[SlotResult], block: int, c: float = UCB_C, reward: Reward = "node") -> list[UcbEntry]:
     """UCB entries of the block's nodes, best first (ties by node id).
 
     ``results`` may hold the whole run: only nodes with ``block == block`` are scored, and the

@@ -16,6 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agent.protocol import TIME_LIMIT_MIN, over_time
 from agent.state import SlotResult
 from agent.tree import best_node, block_of, block_range
 from experiment.atomic import atomic_write_bytes, atomic_write_text
@@ -290,7 +291,7 @@ def snapshot_memory(run_dir: str | Path, block: int) -> Path:
 
 
 def render_run_status(
-    results: list[SlotResult], n_iterations: int, n_iter_block: int, time_limit_min: float = 60.0
+    results: list[SlotResult], n_iterations: int, n_iter_block: int, time_limit_min: float = TIME_LIMIT_MIN
 ) -> str:
     """The Run Status section: progress, current block, best node, failures and slow slots."""
     if not results:
@@ -311,7 +312,7 @@ def render_run_status(
         + ("; ".join(f"{r.iteration} ({r.failure_reason or 'no reason recorded'})" for r in failed) or "none")
         + "."
     )
-    slow = [r for r in results if r.over_time_limit or (r.metrics and r.metrics.training_time_min > time_limit_min)]
+    slow = [r for r in results if over_time(r, time_limit_min)]
     lines.append(
         f"Over the time limit ({time_limit_min:g} min): "
         + (

@@ -1,0 +1,171 @@
+"""The rules of the parallel protocol and the base instructions, each stated once, as data and pure functions.
+
+The prompt's rule text (agent.prompts), the reply check (agent.reply_check), the config policy
+(agent.config_policy), the offline policy (agent.offline_policy) and the UCB tree (agent.tree) all read
+from here, so a rule changed here changes what the LLM is told, what its reply is checked against and
+what the deterministic policy does, together. Functions read the module's constants when called (a
+patched constant takes effect everywhere). Defaults shared with the run config (block size, UCB c, time
+limit, baseline batches) are those of ``experiment.config.ClaudeConfig``: the schema stays their one source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+from agent.state import SlotResult
+from experiment.config import ClaudeConfig, TrainingConfig
+
+if TYPE_CHECKING:
+    from memory.variance import VarianceRow
+
+Status = Literal["converged", "partial", "failed"]
+
+# ----- defaults of the run config (one source: the schema) ----------------------------------------------------
+_CLAUDE = ClaudeConfig.model_fields
+N_ITER_BLOCK: int = _CLAUDE["n_iter_block"].default
+UCB_C: float = _CLAUDE["ucb_c"].default
+TIME_LIMIT_MIN: float = _CLAUDE["time_limit_min"].default
+BASELINE_BATCHES: int = _CLAUDE["baseline_batches"].default
+
+# ----- entry status (base instructions: converged > 0.8, partial 0.3 to 0.8, failed < 0.3) ---------------------
+CONVERGED, PARTIAL = 0.8, 0.3
+
+
+def classify_r2(r2: float, failed: bool = False) -> Status:
+    """converged above CONVERGED, partial from PARTIAL to CONVERGED, failed below PARTIAL or when the slot failed."""
+    if failed or r2 < PARTIAL:
+        return "failed"
+    return "converged" if r2 > CONVERGED else "partial"
+
+
+def entry_status(result: SlotResult) -> Status:
+    """A slot's entry status from its measured connectivity_R2 (a failed slot is ``failed``)."""
+    return classify_r2(result.conn_r2, failed=result.status == "failed" or result.metrics is None)
+
+
+def status_rule_text() -> str:
+    """The status thresholds as the reply check states them."""
+    return f"converged > {CONVERGED:g}, partial {PARTIAL:g}-{CONVERGED:g}, failed < {PARTIAL:g}"
+
+
+# ----- replicate quota (parallel addendum) -----------------------------------------------------------------------
+TOP_CONFIGS, TOP_MIN_RUNS = 3, 3
+GROWTH_REPLICATES, STEADY_REPLICATES = 2, 1
+
+
+def rank_configs(rows: Sequence[VarianceRow]) -> list[VarianceRow]:
+    """Variance rows best first: by mean conn_R2, ties by first iteration."""
+    return sorted(rows, key=lambda row: (-row.conn_mean, min(row.iterations, default=0)))
+
+
+def short_top_configs(rows: Sequence[VarianceRow]) -> list[VarianceRow]:
+    """Those of the top TOP_CONFIGS configs that have fewer than TOP_MIN_RUNS runs."""
+    return [row for row in rank_configs(rows)[:TOP_CONFIGS] if row.runs < TOP_MIN_RUNS]
+
+
+def replicates_required(rows: Sequence[VarianceRow]) -> int:
+    """GROWTH_REPLICATES while a top config is short of runs, then STEADY_REPLICATES."""
+    return GROWTH_REPLICATES if short_top_configs(rows) else STEADY_REPLICATES
+
+
+def replicate_rule_text() -> str:
+    """The replicate quota as the batch prompt states it."""
+    return (
+        f"{GROWTH_REPLICATES} until each of the top {TOP_CONFIGS} configs by mean conn_R2 has >= {TOP_MIN_RUNS} runs, "
+        f"then {STEADY_REPLICATES}."
+    )
+
+
+# ----- blocks and baseline -------------------------------------------------------------------------------------------
+def is_baseline_batch(block: int, batch: int, baseline_batches: int) -> bool:
+    """Block 1's first ``baseline_batches`` batches run the base config unchanged in every slot."""
+    return block == 1 and batch <= baseline_batches
+
+
+# ----- time limit ----------------------------------------------------------------------------------------------------
+def over_time(result: SlotResult, limit: float) -> bool:
+    """The slot was stopped at, or trained longer than, the time limit (minutes)."""
+    minutes = result.metrics.training_time_min if result.metrics is not None else 0.0
+    return result.over_time_limit or minutes > limit
+
+
+# ----- values and the Config line of a log entry ---------------------------------------------------------------------
+def format_value(value: Any) -> str:
+    """Shortest exact text of a config value: ``repr`` for floats, ``str`` otherwise."""
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+# Config line of a log entry: label -> training key.
+CONFIG_LINE_KEYS: tuple[tuple[str, str], ...] = (
+    ("lr_W", "learning_rate_W_start"),
+    ("lr", "learning_rate_start"),
+    ("lr_emb", "learning_rate_embedding_start"),
+    ("n_alt", "n_alternations"),
+    ("vrest_ratio", "alternate_vrest_ratio"),
+    ("alt_lr_W", "alternate_lr_W"),
+    ("alt_lr_edge", "alternate_lr_edge"),
+    ("alt_lr_update", "alternate_lr_update"),
+    ("alt_lr_emb", "alternate_lr_embedding"),
+)
+# The same labels -> dotted config keys (what the reply check resolves a Config-line name to).
+CONFIG_ALIASES: dict[str, str] = {label: f"training.{key}" for label, key in CONFIG_LINE_KEYS}
+
+# ----- edit policy: what the LLM may change -------------------------------------------------------------------------
+# Top-level keys owned by the controller, with the reason given to the LLM.
+BLOCKED_TOP: dict[str, str] = {
+    "dataset": "the dataset field routes the slot's data and is fixed per slot",
+    "simulation": "simulation parameters are fixed",
+    "claude": "exploration settings are controller-owned",
+    "dispatch": "dispatch settings are controller-owned",
+    "description": "the description is controller-owned",
+}
+# Keys inside the trainable sections that the LLM may not change.
+BLOCKED_KEYS: dict[str, str] = {
+    "training.alternate_training": "alternate_training must stay true: it selects the alternating trainer",
+    "training.learning_rate_start": "active-phase learning rates are fixed",
+    "training.learning_rate_W_start": "active-phase learning rates are fixed",
+    "training.learning_rate_embedding_start": "active-phase learning rates are fixed",
+    "training.seed": "seeds are controller-owned",
+    "training.device": "device placement is controller-owned",
+    "training.compile": "how the training step is compiled is controller-owned",
+}
+# key -> (low, high): the protocol's sane ranges, on top of the schema's own bounds.
+LR_KEYS = (
+    "learning_rate_start",
+    "learning_rate_W_start",
+    "learning_rate_embedding_start",
+    "alternate_lr_W",
+    "alternate_lr_edge",
+    "alternate_lr_update",
+    "alternate_lr_embedding",
+)
+EXTRA_RANGES: dict[str, tuple[float, float]] = {
+    **{f"training.{k}": (0.0, 1e-1) for k in LR_KEYS},
+    **{f"training.{k}": (0.0, 1e5) for k in TrainingConfig.model_fields if k.startswith("coeff_")},
+    "graph_model.hidden_dim": (1, 1024),
+    "graph_model.hidden_dim_update": (1, 1024),
+    "graph_model.n_layers": (1, 10),
+    "graph_model.n_layers_update": (1, 10),
+    "training.n_alternations": (1, 64),
+    "training.alternate_vrest_ratio": (0.0, 1.0),
+}
+# Coupled sizes: key -> offset added to embedding_dim.
+COUPLED: dict[str, int] = {"input_size": 1, "input_size_update": 3}
+# Keys a child of an over-time slot may not increase (they grow training time).
+GROWTH_KEYS = (
+    "graph_model.hidden_dim",
+    "graph_model.hidden_dim_update",
+    "graph_model.n_layers",
+    "graph_model.n_layers_update",
+    "graph_model.embedding_dim",
+    "training.data_augmentation_loop",
+)
+
+
+def growth_rule_text() -> str:
+    """The over-time growth rule as the batch prompt states it (every GROWTH_KEYS name)."""
+    names = [key.split(".", 1)[1] for key in GROWTH_KEYS]
+    return f"A child of them must not grow {', '.join(names[:-1])} or {names[-1]}; reduce complexity instead."
