@@ -89,7 +89,7 @@ def load_instructions(name_or_path: str | Path) -> Instructions:
     parallel = base.with_name(f"{base.stem}_parallel.md")
     base_text = _read(base, "base instruction file")
     parallel_text = _read(parallel, "parallel instruction file (<stem>_parallel.md beside the base file)")
-    reply_format = _read(TEMPLATES_DIR / REPLY_FORMAT, "reply format template")
+    reply_format = _fill(REPLY_FORMAT, protocol.reply_format_values())
     system_text = "\n\n".join(t.strip("\n") for t in (base_text, parallel_text, reply_format)) + "\n"
     return Instructions(
         name=base.name,

@@ -10,6 +10,7 @@ limit, baseline batches) are those of ``experiment.config.ClaudeConfig``: the sc
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -169,3 +170,47 @@ def growth_rule_text() -> str:
     """The over-time growth rule as the batch prompt states it (every GROWTH_KEYS name)."""
     names = [key.split(".", 1)[1] for key in GROWTH_KEYS]
     return f"A child of them must not grow {', '.join(names[:-1])} or {names[-1]}; reduce complexity instead."
+
+
+def _names(keys: Sequence[str], conjunction: str = "or") -> str:
+    """```a`, `b` or `c``` from dotted keys (sections dropped; every ``coeff_`` key as ``coeff_*``)."""
+    names = [key.split(".", 1)[1] for key in keys]
+    coeffs = [n for n in names if n.startswith("coeff_")]
+    shown = [f"`{n}`" for n in names if n not in coeffs] + (["`coeff_*`"] if coeffs else [])
+    return shown[0] if len(shown) == 1 else f"{', '.join(shown[:-1])} {conjunction} {shown[-1]}"
+
+
+def _bullet(text: str) -> str:
+    return textwrap.fill(text, width=120, initial_indent="   - ", subsequent_indent="     ", break_long_words=False)
+
+
+def edit_policy_text() -> str:
+    """The edit policy (blocked keys, ranges, coupled sizes, growth rule) as the reply format states it."""
+    top = [f"`{k}:`" if k in ("simulation", "claude", "dispatch") else f"`{k}`" for k in BLOCKED_TOP]
+    keys = [f"`{k.split('.', 1)[1]}`" for k in BLOCKED_KEYS]
+    owned = [*top, *keys]
+    groups: dict[tuple[float, float], list[str]] = {}
+    for key, bounds in EXTRA_RANGES.items():
+        groups.setdefault(bounds, []).append(key)
+    ranges = "; ".join(f"{_names(keys, 'and')} from {low:g} to {high:g}" for (low, high), keys in groups.items())
+    coupled = " and ".join(f"`{k}` = {offset} + embedding_dim" for k, offset in COUPLED.items())
+    bullets = (
+        f"Never touch {', '.join(owned[:-1])} or {owned[-1]}: the controller owns them.",
+        f"Allowed ranges, on top of the schema's own bounds: {ranges}.",
+        f"Coupled sizes: when `embedding_dim` changes, {coupled}.",
+        f"A child of a node flagged OVER TIME LIMIT must not grow {_names(GROWTH_KEYS)}.",
+    )
+    return "\n".join(_bullet(b) for b in bullets)
+
+
+def reply_format_values() -> dict[str, str]:
+    """The rule text the reply format template (prompts/templates/reply_format.md) is filled with."""
+    letters = "XYZABCDEFGHIJ"
+    return {
+        "status_rule": (
+            f"`converged` when connectivity_R2 > {CONVERGED:g}, `partial` for {PARTIAL:g}-{CONVERGED:g}, "
+            f"`failed` below {PARTIAL:g} or when the slot failed."
+        ),
+        "config_line": "Config: " + ", ".join(f"{label}={letters[k]}" for k, (label, _) in enumerate(CONFIG_LINE_KEYS)),
+        "edit_policy": edit_policy_text(),
+    }
