@@ -77,35 +77,31 @@ def test_exit_137_is_reported_as_killed(harness: Harness) -> None:
     assert result.reason.startswith("killed (signal 9, out of memory?)")
 
 
-def test_cancel_stops_a_running_job(harness: Harness) -> None:
+def _cancel_running(harness: Harness, name: str, kind: str, sleep_s: float, succeed_by_s: float) -> JobHandle:
+    """Submit a job, cancel it once it runs, and check it ends cancelled and never succeeds afterwards."""
     ex = harness.make()
-    handle = ex.submit(harness.job("victim", "ok", sleep_s=0.7))
+    handle = ex.submit(harness.job(name, kind, sleep_s=sleep_s))
     wait_started(handle, ex)
     started = time.monotonic()
     ex.cancel(handle)
-    result = ex.wait([handle], timeout_s=WAIT_S)["victim"]
+    result = ex.wait([handle], timeout_s=WAIT_S)[name]
     assert result.state == "failed"
     assert "cancel" in result.reason.lower()
-    time.sleep(max(0.0, started + 1.0 - time.monotonic()))  # past the moment it would have succeeded
+    time.sleep(max(0.0, started + succeed_by_s - time.monotonic()))  # past the moment it would have succeeded
     status = read_status(handle.out_dir)
     assert status is None or status.state != "succeeded"
+    return handle
+
+
+def test_cancel_stops_a_running_job(harness: Harness) -> None:
+    _cancel_running(harness, "victim", "ok", sleep_s=0.7, succeed_by_s=1.0)
 
 
 @pytest.mark.fault("trainer")
 def test_cancel_stops_a_job_that_ignores_sigterm_before_it_can_succeed(
     harness: Harness,
 ) -> None:
-    ex = harness.make()
-    handle = ex.submit(harness.job("stubborn", "stubborn", sleep_s=4.0))
-    wait_started(handle, ex)
-    started = time.monotonic()
-    ex.cancel(handle)
-    result = ex.wait([handle], timeout_s=WAIT_S)["stubborn"]
-    assert result.state == "failed"
-    assert "cancel" in result.reason.lower()
-    time.sleep(max(0.0, started + 5.0 - time.monotonic()))  # past the moment it would have succeeded
-    status = read_status(handle.out_dir)
-    assert status is None or status.state != "succeeded"
+    handle = _cancel_running(harness, "stubborn", "stubborn", sleep_s=4.0, succeed_by_s=5.0)
     assert len(runs(handle)) == 1 and "end t1=" not in (handle.out_dir / "runs.txt").read_text()
 
 
