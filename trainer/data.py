@@ -16,7 +16,7 @@ import numpy as np
 from simulator.dataset import STATIC_ARRAYS, FlyVisDataset, Split, open_dataset
 from simulator.errors import SimulatorError
 
-__all__ = ["Dataset", "DatasetError", "Split", "global_voltage_std", "read_dataset", "voltage_stats"]
+__all__ = ["Dataset", "DatasetError", "Split", "global_voltage_std", "read_dataset"]
 
 # dtypes of the in-memory ground truth; arrays not listed keep their stored dtype
 _DTYPES: dict[str, type[np.generic]] = {
@@ -56,14 +56,6 @@ def read_dataset(path: str | Path) -> Dataset:
         raise DatasetError(f"{ds.path / 'edge_index.npy'}: node ids must lie in [0, {ds.n_neurons})")
     fields = {f.name: getattr(ds, f.name) for f in dataclasses.fields(ds)}
     return Dataset(**(fields | arrays))
-
-
-def voltage_stats(voltage: np.ndarray, max_frames: int = 4096) -> tuple[np.ndarray, np.ndarray]:
-    """Per-neuron mean and std of the voltage over up to ``max_frames`` evenly spaced frames."""
-    t = voltage.shape[0]
-    step = max(1, t // max_frames)
-    sample = np.asarray(voltage[::step], dtype=np.float64)
-    return sample.mean(axis=0).astype(np.float32), sample.std(axis=0).astype(np.float32)
 
 
 def global_voltage_std(voltage: np.ndarray, max_frames: int = 4096) -> float:

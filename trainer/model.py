@@ -328,8 +328,3 @@ class FlyVisGNN(nn.Module):
             "lin_phi": list(self.lin_phi.parameters()),
             "embedding": [self.a],
         }
-
-    def mlp_weights(self, which: Literal["lin_edge", "lin_phi"]) -> list[Tensor]:
-        """Weight matrices (no biases) of one MLP, for the L1/L2 penalties."""
-        mlp = self.lin_edge if which == "lin_edge" else self.lin_phi
-        return [m.weight for m in mlp if isinstance(m, nn.Linear)]
