@@ -233,11 +233,6 @@ class Scope:
         return self._cache[key]
 
 
-def candidates(claim: Claim, own: SlotResult, sentence: str, facts: ClaimFacts) -> list[float]:
-    """The measured values a claim in ``sentence`` of ``own``'s entry may restate."""
-    return Scope(own, sentence, facts).values(claim.metric, claim.is_cv)
-
-
 def matches(claim: Claim, values: list[float]) -> bool:
     """Whether a claim equals one of ``values`` within its tolerance."""
     if claim.is_cv:
@@ -285,9 +280,11 @@ def check_entry_claims(iteration: int, text: str, own: SlotResult, facts: ClaimF
             continue
         for sentence in _SENTENCE.split(raw):
             claims = find_claims(sentence)
-            scope = Scope(own, sentence, facts) if claims else None
+            if not claims:
+                continue
+            scope = Scope(own, sentence, facts)
             for claim in claims:
-                if scope is not None and not matches(claim, scope.values(claim.metric, claim.is_cv)):
+                if not matches(claim, scope.values(claim.metric, claim.is_cv)):
                     what = f"CV({claim.metric})" if claim.is_cv else claim.metric
                     errors.append(
                         f"Iter {iteration}: {label}: '{_short(claim.text)}' states a {what} the run never measured "

@@ -269,7 +269,6 @@ class Controller:
             )
             for r, kind in attached
         ]
-        image_slots = [r.slot for r in shown]
         prompt = render_batch_prompt(
             BatchPromptInput(
                 run_name=self.name,
@@ -284,7 +283,6 @@ class Controller:
                 time_limit_min=self.claude.time_limit_min,
                 memory_text=memory_text,
                 user_input=user_input,
-                image_slots=image_slots,
                 attached=[(r.slot, kind) for r, kind in attached],
             )
         )
@@ -454,8 +452,7 @@ def _reask_shown(event: dict[str, Any]) -> str:
     digest = event.get("text_digest")
     if not digest:
         return event["text"]
-    kept = TextDigest.model_validate(digest)
-    return f"{kept.excerpt}\n{kept.note()}"
+    return TextDigest.model_validate(digest).shown()
 
 
 def cap_errors(errors: list[str], limit: int = MAX_REASK_ERRORS) -> list[str]:

@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m agent.run") -> in
                 print(f"interrupted: cancelled {n} job(s); resume with --resume", file=sys.stderr)
                 return EXIT_INTERRUPTED
             finally:
-                getattr(executor, "close", lambda: None)()  # local: stops the CUDA MPS daemon it started
+                executor.close()  # local: stops the CUDA MPS daemon it started
     except (JournalError, UsageError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -116,6 +116,9 @@ class Executor(ABC):
     def _lost_outcome(self, handle: JobHandle) -> JobOutcome:
         """The failure of a job that is no longer active and left no final status file."""
 
+    def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """Release what the executor started for its jobs (local: the CUDA MPS daemon) once none runs."""
+
     def _poll(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Advance backend bookkeeping once per outcome call (local queue, scheduler cache)."""
 

@@ -65,6 +65,10 @@ class TextDigest(BaseModel):
     def of(cls, text: str, limit: int = EXCERPT_CHARS) -> TextDigest:
         return cls(sha256=sha256_text(text), chars=len(text), excerpt=text[:limit])
 
+    def shown(self) -> str:
+        """The excerpt and the note: what a prompt shows of the cut text."""
+        return f"{self.excerpt}\n{self.note()}"
+
     def note(self) -> str:
         """One line saying what was left out."""
         return (
@@ -81,8 +85,7 @@ def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
     """``text`` itself when it has at most ``limit`` characters, else its beginning and a note of the rest."""
     if len(text) <= limit:
         return text
-    digest = TextDigest.of(text, limit)
-    return f"{digest.excerpt}\n{digest.note()}"
+    return TextDigest.of(text, limit).shown()
 
 
 def kept_text(text: str) -> tuple[str, TextDigest | None]:

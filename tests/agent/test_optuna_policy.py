@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import optuna
 import pytest
 
 from agent.config_policy import Trainable, base_trainable, check_edit
@@ -29,7 +30,6 @@ from experiment.config import load_experiment
 from experiment.records import Metrics, R2Row
 from memory.variance import config_key
 
-optuna = pytest.importorskip("optuna")
 TrialState = optuna.trial.TrialState
 
 REPO = Path(__file__).resolve().parents[2]

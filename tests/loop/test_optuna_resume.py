@@ -7,6 +7,7 @@ import signal
 from collections import Counter
 from pathlib import Path
 
+import optuna
 import pytest
 
 from agent.journal import CRASH_ENV
@@ -14,7 +15,6 @@ from agent.optuna_policy import STUDY_FILE, open_study
 from tests.faults.fault_helpers import write_tiny_config
 from tests.loop.agent_cli import journal_events, run_agent
 
-optuna = pytest.importorskip("optuna")
 TrialState = optuna.trial.TrialState
 
 ITERATIONS = 12  # batch 1 baseline, batches 2-3 proposed by the study
