@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from agent.journal import Journal  # noqa: E402
 from agent.status import load_run_view  # noqa: E402
 from experiment.atomic import atomic_write_text  # noqa: E402
 from memory.variance import ROBUST_MIN_RUNS, variance_table  # noqa: E402
@@ -66,7 +67,7 @@ class RunSummary(BaseModel):
 def summarize(run_dir: Path, policy: str, repeat: int, wall_s: float | None) -> RunSummary:
     view = load_run_view(run_dir)
     results = view.results
-    finished = any(e["type"] == "run_finished" for e in view.events)
+    finished = view.last("run_finished") is not None
     out = RunSummary(
         policy=policy, repeat=repeat, run_dir=str(run_dir), finished=finished, iterations=len(results), wall_s=wall_s
     )
@@ -91,7 +92,7 @@ def run_policy(
 ) -> tuple[int, float | None]:
     """Start (or resume) one run; returns its exit code and wall time (None when it was already finished)."""
     journal = run_dir / "journal.jsonl"
-    if journal.exists() and '"type": "run_finished"' in journal.read_text(encoding="utf-8"):
+    if journal.exists() and Journal(run_dir).has("run_finished"):
         return 0, None
     llm = "replay" if policy == "llm-replay" else policy
     cmd = [sys.executable, "-m", "agent.run", "--instructions", INSTRUCTIONS, "--run-dir", str(run_dir)]

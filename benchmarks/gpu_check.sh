@@ -2,7 +2,7 @@
 # The GPU check: the one script a person runs on a GPU machine. Every stage is time-boxed and a failed stage does
 # not stop the others; each writes JSON under $OUT, and gpu_check.json gathers them (README figures come from it).
 #
-# Stages, in this order (limits 45 + 50 + 110 + 220 + 80 s: at most about 520 s of wall time with start-up;
+# Stages, in this order (limits 45 + 50 + 150 + 220 + 80 s: at most about 560 s of wall time with start-up;
 # compile runs last because it is the most likely to overrun and the least needed):
 #   env       python/torch/GPU/driver, CUDA MPS availability                              -> env.json
 #   speed     ms per iteration at extent 8: previous (old) vs current eager (new), torch.profiler top-10

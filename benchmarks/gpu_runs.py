@@ -212,10 +212,10 @@ def describe(job: Job) -> dict[str, Any]:
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
+    from experiment.atomic import atomic_write_text
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=1, default=str))
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(payload, indent=1, default=str))
 
 
 # -- stages -------------------------------------------------------------------------------------------------------

@@ -27,6 +27,9 @@ def _speed_lines(name: str, data: dict[str, Any]) -> list[str]:
     for extent, modes in (data.get("extents") or {}).items():
         base = (modes.get("old") or modes.get("new") or {}).get("median_ms")
         for mode, r in modes.items():
+            if "median_ms" not in r:  # a mode that failed to start (compile error, out of memory)
+                lines.append(f"{name}: extent {extent} {mode}: failed: {r.get('error', 'no timing')}")
+                continue
             ratio = f", {base / r['median_ms']:.2f}x vs {'old' if 'old' in modes else 'new'}" if base else ""
             lines.append(f"{name}: extent {extent} {mode}: {r['median_ms']:.2f} ms/iteration{ratio}")
     return lines
