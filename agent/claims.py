@@ -33,7 +33,7 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
-from agent.reply_parse import ENTRY_KEYS
+from agent.reply_parse import ENTRY_KEYS, ENTRY_LINE, clean_line, shorten
 from agent.state import SlotResult
 from memory.variance import VarianceRow
 
@@ -107,7 +107,6 @@ _NODE_REF = re.compile(
 )
 _CONFIG_REF = re.compile(r"\bC(\d{1,9})\b")
 _SENTENCE = re.compile(r";|(?<=[.!?])\s+")
-_ENTRY_LINE = re.compile(r"^([A-Za-z][A-Za-z0-9 /_()-]*?)\s*:\s*(.*)$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,16 +241,12 @@ def matches(claim: Claim, values: list[float]) -> bool:
 
 def _line_label(raw: str, number: int) -> tuple[str, str | None]:
     """(label for messages, entry key or None) of one entry line."""
-    m = _ENTRY_LINE.match(raw)
+    m = ENTRY_LINE.match(raw)
     key = m.group(1).strip() if m else None
     canonical = ENTRY_KEYS.get(key.lower()) if key else None
     if canonical is not None:
         return canonical, canonical
-    return f"line {number} '{_short(' '.join(raw.split()), 40)}'", None
-
-
-def _short(text: str, limit: int = 60) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return f"line {number} '{shorten(raw, 40)}'", None
 
 
 def _hint(claim: Claim, own: SlotResult) -> str:
@@ -261,11 +256,6 @@ def _hint(claim: Claim, own: SlotResult) -> str:
         return f"node {own.iteration} failed"
     measured = getattr(own.metrics, claim.metric)
     return f"node {own.iteration} has {claim.metric}={measured:.4g}"
-
-
-def clean_line(line: str) -> str:
-    """An entry line without the markdown decoration the LLM may add (bold, list bullets)."""
-    return line.strip().replace("**", "").lstrip("-* ").rstrip()
 
 
 def check_entry_claims(iteration: int, text: str, own: SlotResult, facts: ClaimFacts) -> list[str]:
@@ -287,7 +277,7 @@ def check_entry_claims(iteration: int, text: str, own: SlotResult, facts: ClaimF
                 if not matches(claim, scope.values(claim.metric, claim.is_cv)):
                     what = f"CV({claim.metric})" if claim.is_cv else claim.metric
                     errors.append(
-                        f"Iter {iteration}: {label}: '{_short(claim.text)}' states a {what} the run never measured "
+                        f"Iter {iteration}: {label}: '{shorten(claim.text, 60)}' states a {what} the run never measured "
                         f"({_hint(claim, own)}; name the node or config a number belongs to, or leave it out)"
                     )
     return errors

@@ -351,6 +351,15 @@ def _schema_errors(staged: Trainable, source: str) -> list[str]:
     return []
 
 
+def overlay_between(parent: Trainable, child: Trainable) -> dict[str, dict[str, Any]]:
+    """The overlay that ``apply_overlay`` turns ``parent`` into ``child`` with: each differing value by section."""
+    overlay: dict[str, dict[str, Any]] = {}
+    for ch in diff_trainable(parent, child):
+        section, _, key = ch.key.partition(".")
+        overlay.setdefault(section, {})[key] = ch.new
+    return overlay
+
+
 def apply_overlay(parent: Trainable, overlay: Any, source: str) -> Trainable:
     """The child config: ``parent`` with the overlay applied, normalised. Raises EditRejected."""
     errors = check_edit(parent, overlay, source)

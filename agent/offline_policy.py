@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from agent import protocol
-from agent.config_policy import Trainable, apply_overlay, diff_trainable
+from agent.config_policy import Trainable, apply_overlay, diff_trainable, overlay_between
 from agent.llm.base import LLMRequest
 from agent.prompts import config_line, metrics_line, trajectory_lines, variance_update_line
 from agent.protocol import format_value
@@ -231,11 +231,7 @@ class OfflinePlanner:
         return self.ctx.base_trainable if parent == ROOT else self.by_id[int(parent)].trainable
 
     def _overlay_from_root(self, cfg: Trainable) -> dict[str, dict[str, Any]]:
-        overlay: dict[str, dict[str, Any]] = {}
-        for ch in diff_trainable(self.ctx.base_trainable, cfg):
-            section, _, key = ch.key.partition(".")
-            overlay.setdefault(section, {})[key] = ch.new
-        return overlay
+        return overlay_between(self.ctx.base_trainable, cfg)
 
     # ------------------------------------------------------------------ memory
     def memory(self) -> str:

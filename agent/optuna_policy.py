@@ -29,7 +29,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from agent.config_policy import Trainable, apply_overlay, diff_trainable, same_value
+from agent.config_policy import Trainable, apply_overlay, diff_trainable, overlay_between, same_value
 from agent.llm.base import LLMRequest
 from agent.offline_policy import EXPLORE_RANGES, OfflinePlanner, Proposal
 from agent.protocol import EXTRA_RANGES
@@ -309,7 +309,7 @@ class OptunaPlanner(OfflinePlanner):
         props = []
         for slot, target in enumerate(targets):
             parent, parent_cfg = self._nearest_parent(target)
-            overlay = _overlay(parent_cfg, target)
+            overlay = overlay_between(parent_cfg, target)
             props.append(Proposal(slot, parent, "exploit" if slot < 2 else "explore", overlay))
         return props
 
@@ -346,14 +346,6 @@ class OptunaPlanner(OfflinePlanner):
             f"Optuna TPE proposals (seed {seed}) over the explore ranges and the regulariser grid; "
             "each from the existing node nearest to it"
         )
-
-
-def _overlay(parent: Trainable, child: Trainable) -> dict[str, dict[str, Any]]:
-    overlay: dict[str, dict[str, Any]] = {}
-    for ch in diff_trainable(parent, child):
-        section, _, key = ch.key.partition(".")
-        overlay.setdefault(section, {})[key] = ch.new
-    return overlay
 
 
 # ---------------------------------------------------------------------------------------------- policy

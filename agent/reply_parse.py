@@ -52,7 +52,7 @@ _NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf(?:inity)?)"
 _ID = rf"[0-9]{{1,{MAX_ID_DIGITS}}}"  # ASCII digits only: str.isdigit() also accepts '²', which int() refuses
 _PARENT = rf"root|{_ID}"
 _ITER_HEAD = re.compile(r"^##\s*Iter(?:ation)?\s+([0-9]+)\s*:?\s*(.*)$", re.IGNORECASE)
-_LINE = re.compile(r"^([A-Za-z][A-Za-z0-9 /_()-]*?)\s*:\s*(.*)$")
+ENTRY_LINE = re.compile(r"^([A-Za-z][A-Za-z0-9 /_()-]*?)\s*:\s*(.*)$")
 _NODE = re.compile(rf"^id\s*=\s*({_ID})\s*,\s*parent\s*=\s*({_PARENT})\s*$", re.IGNORECASE)
 _NEXT = re.compile(rf"^parent\s*=\s*({_PARENT})\b", re.IGNORECASE)
 _TRAJ = re.compile(
@@ -273,7 +273,7 @@ def _blocks(text: str, tag: str, errors: list[str]) -> list[str]:
     return found
 
 
-def _clean_line(line: str) -> str:
+def clean_line(line: str) -> str:
     """Drop markdown decoration the LLM may add around a log line."""
     return line.strip().replace("**", "").lstrip("-* ").rstrip()
 
@@ -308,10 +308,10 @@ def _parse_entry(chunk: list[str], errors: list[str]) -> IterEntry | None:
     raw: dict[str, str] = {}
     last: str | None = None
     for line in chunk[1:]:
-        clean = _clean_line(line)
+        clean = clean_line(line)
         if not clean:
             continue
-        m = _LINE.match(clean)
+        m = ENTRY_LINE.match(clean)
         key = ENTRY_KEYS.get(m.group(1).strip().lower()) if m else None
         if key is None:
             if last in FREE_TEXT_KEYS:
