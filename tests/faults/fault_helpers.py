@@ -36,6 +36,15 @@ INSTRUCTIONS = "instruction_flyvis_62_1_gs_alternate.md"
 COMPARED_FILES = ("analysis.md", "memory.md", "ucb_scores.txt", f"{NAME}_00.yaml", f"{NAME}_03.yaml")
 
 
+def assert_matches_clean_run(run_dir: Path, clean_run: Path) -> None:
+    """The run's documents equal the uninterrupted run's, and every derived file matches its journal."""
+    from agent.rebuild import differing_files
+
+    for name in COMPARED_FILES:
+        assert (run_dir / name).read_text() == (clean_run / name).read_text(), name
+    assert differing_files(run_dir) == []
+
+
 # ---------------------------------------------------------------------------------------------- runs
 
 

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from fault_helpers import COMPARED_FILES, ScriptedPolicy, agent_argv, invoke
+from fault_helpers import ScriptedPolicy, agent_argv, assert_matches_clean_run, invoke
 
 from agent import run as agent_run
 from agent.journal import Journal
@@ -51,9 +51,7 @@ def test_planted_claims_are_rejected_and_the_reasked_reply_is_what_analysis_md_r
     ]
     analysis = (run_dir / "analysis.md").read_text()
     assert "0.9990" not in analysis and "Best metrics" not in analysis
-    for name in COMPARED_FILES:
-        assert (run_dir / name).read_text() == (clean_run / name).read_text(), name
-    assert differing_files(run_dir) == []
+    assert_matches_clean_run(run_dir, clean_run)
 
 
 def test_planted_claims_at_every_attempt_pause_the_run_and_leave_analysis_md_unchanged(

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 from fault_helpers import (
-    COMPARED_FILES,
     LockHolder,
     ScriptedPolicy,
     agent_argv,
+    assert_matches_clean_run,
     invoke,
     journal_lines_parse,
     stray_temp_files,
@@ -39,9 +39,7 @@ def test_torn_last_journal_line_is_cut_and_the_run_resumes(paused_run, clean_run
     resumed = invoke(agent_argv(run_dir, paused_run.config, "--resume"))
     assert resumed.code == 0, resumed.err
     assert journal_lines_parse(run_dir)
-    for name in COMPARED_FILES:
-        assert (run_dir / name).read_text() == (clean_run / name).read_text(), name
-    assert differing_files(run_dir) == []
+    assert_matches_clean_run(run_dir, clean_run)
 
 
 def test_corrupt_journal_line_before_the_end_is_a_one_line_error(paused_run, tmp_path: Path) -> None:
@@ -154,9 +152,7 @@ def test_disk_full_during_apply_resumes_to_the_uninterrupted_result(
     shutil.copytree(disk_full_run.run_dir, run_dir)
     resumed = invoke(agent_argv(run_dir, disk_full_run.config, "--resume"))
     assert resumed.code == 0, resumed.err
-    for name in COMPARED_FILES:
-        assert (run_dir / name).read_text() == (clean_run / name).read_text(), name
-    assert differing_files(run_dir) == []
+    assert_matches_clean_run(run_dir, clean_run)
     calls = [e["call_id"] for e in Journal(run_dir).of_type("llm_response")]
     assert calls == ["start", "batch-001"], "the START reply was paid for twice"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fault_helpers import COMPARED_FILES, ScriptedPolicy, agent_argv, invoke
+from fault_helpers import ScriptedPolicy, agent_argv, assert_matches_clean_run, invoke
 
 from agent import run as agent_run
 from agent.journal import Journal
@@ -30,9 +30,7 @@ def test_run_stopped_by_an_llm_failure_resumes_to_the_uninterrupted_result(
     run_dir = paused_run.copy_to(tmp_path)
     resumed = invoke(agent_argv(run_dir, paused_run.config, "--resume"))
     assert resumed.code == 0, resumed.err
-    for name in COMPARED_FILES:
-        assert (run_dir / name).read_text() == (clean_run / name).read_text(), name
-    assert differing_files(run_dir) == []
+    assert_matches_clean_run(run_dir, clean_run)
 
 
 def test_reply_rejected_at_every_attempt_pauses_with_exit_3_then_resumes(

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fault_helpers import COMPARED_FILES, ScriptedPolicy, agent_argv, invoke
+from fault_helpers import ScriptedPolicy, agent_argv, assert_matches_clean_run, invoke
 
 from agent import run as agent_run
 from agent.controller import MAX_IMAGE_BYTES, MAX_REASK_ERRORS, Controller, _served_text, cap_errors
@@ -15,7 +15,6 @@ from agent.journal import MAX_EVENT_BYTES, Journal, JournalError
 from agent.llm.base import LLMRequest, LLMResponse
 from agent.llm.transcripts import EXCERPT_CHARS, MAX_KEPT_CHARS, TextDigest, TranscriptStore
 from agent.offline_policy import offline_policy
-from agent.rebuild import differing_files
 from agent.reply_parse import MAX_REPLY_CHARS, parse_reply, size_error
 
 pytestmark = pytest.mark.fault("reply")
@@ -57,9 +56,7 @@ def test_50_mb_reply_is_one_error_a_short_reask_and_a_small_journal(
     recorded = TranscriptStore(run_dir / "transcripts").find("batch-001")
     assert recorded is not None and recorded.response_digest is not None
     assert recorded.response_digest.chars == HUGE_CHARS and recorded.raw is None
-    for name in COMPARED_FILES:
-        assert (run_dir / name).read_text() == (clean_run / name).read_text(), name
-    assert differing_files(run_dir) == []
+    assert_matches_clean_run(run_dir, clean_run)
     print(
         f"\n50 MB reply: 1 error ({len(rejected[0]['errors'][0])} chars), re-ask prompt {len(reask.prompt.encode())} B, "
         f"journal growth vs the clean run {journal_growth} B, largest transcript {max(transcripts.values())} B"

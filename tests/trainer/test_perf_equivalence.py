@@ -37,8 +37,8 @@ def _graph_model(n_layers: int = 3) -> GraphModelConfig:
                             w_init_mode="randn_scaled")  # fmt: skip
 
 
-def _pair(n_layers: int = 3) -> tuple[FlyVisGNN, FlyVisGNN, torch.Tensor]:
-    """The same random float64 model as the previous ('node') and the sparse version, and its edge index."""
+def _pair(n_layers: int = 3) -> tuple[FlyVisGNN, FlyVisGNN]:
+    """The same random float64 model as the previous ('node') and the sparse version."""
     g = torch.Generator().manual_seed(5)
     n = 30
     pairs = torch.randperm(n * n, generator=g)[:150]
@@ -48,7 +48,7 @@ def _pair(n_layers: int = 3) -> tuple[FlyVisGNN, FlyVisGNN, torch.Tensor]:
     for m in models:
         with torch.no_grad():
             m.a.copy_(a)
-    return models[0], models[1], ei
+    return models[0], models[1]
 
 
 def _grads(model: FlyVisGNN, v: torch.Tensor, stim: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -89,7 +89,7 @@ def test_fused_mlp_passes_torch_gradcheck() -> None:
 
 
 def test_sparse_model_gives_the_previous_models_output_and_gradients() -> None:
-    old, new, _ = _pair()
+    old, new = _pair()
     g = torch.Generator().manual_seed(1)
     v, stim = torch.randn(3, 30, generator=g, dtype=torch.float64), torch.rand(3, 4, generator=g, dtype=torch.float64)
     y_old, grads_old = _grads(old, v, stim)
@@ -100,8 +100,8 @@ def test_sparse_model_gives_the_previous_models_output_and_gradients() -> None:
 
 
 def test_compile_friendly_ops_give_the_csr_paths_gradients() -> None:
-    _, csr, _ = _pair()
-    _, plain, _ = _pair()
+    _, csr = _pair()
+    _, plain = _pair()
     plain.plain_ops = True
     g = torch.Generator().manual_seed(2)
     v, stim = torch.randn(2, 30, generator=g, dtype=torch.float64), torch.rand(2, 4, generator=g, dtype=torch.float64)
