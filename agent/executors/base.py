@@ -129,7 +129,7 @@ class Executor(ABC):
         """
         self._check_backend(handle)
         self._poll()
-        final = final_status(handle.out_dir)
+        final = final_status(handle.out_dir, unreadable_is_final=False)  # a live job may be mid-write
         if final is not None:
             return final
         if self.is_active(handle):
@@ -184,15 +184,16 @@ class Executor(ABC):
 # Helpers shared by the backends
 
 
-def final_status(out_dir: Path) -> JobOutcome | None:
+def final_status(out_dir: Path, *, unreadable_is_final: bool = True) -> JobOutcome | None:
     """The outcome recorded in ``status.json`` when it is final; None when absent or running.
 
-    An unreadable status file is a failure with the reader's one-line message.
+    An unreadable status file is a failure with the reader's one-line message, or None with
+    ``unreadable_is_final=False`` (the job may still be writing it, non-atomically).
     """
     try:
         status = read_status(out_dir)
     except RecordError as err:
-        return JobOutcome(state="failed", reason=str(err))
+        return JobOutcome(state="failed", reason=str(err)) if unreadable_is_final else None
     if status is None or status.state == "running":
         return None
     return JobOutcome.from_status(status)

@@ -47,6 +47,30 @@ def test_failed_status_reports_its_reason(harness: Harness) -> None:
 
 
 @pytest.mark.fault("trainer")
+def test_a_status_file_torn_mid_write_is_no_outcome_while_the_job_runs(harness: Harness) -> None:
+    ex = harness.make()
+    job = harness.job("torn", "torn", sleep_s=1.5)
+    handle = ex.submit(job)
+    deadline = time.monotonic() + WAIT_S
+    status = job.out_dir / "status.json"
+    while not status.exists() or status.read_text() != '{"state": "succ':
+        assert time.monotonic() < deadline, "the job never wrote its torn status"
+        ex.is_active(handle)
+        time.sleep(0.02)
+    assert ex.outcome(handle) is None
+    assert ex.wait([handle], timeout_s=WAIT_S)["torn"] == JobOutcome(state="succeeded", reason=None, exit_code=0)
+
+
+@pytest.mark.fault("trainer")
+def test_a_torn_status_file_left_by_an_ended_job_is_a_one_line_failure(harness: Harness) -> None:
+    ex = harness.make()
+    handle = ex.submit(harness.job("torn_exit", "torn_exit"))
+    result = ex.wait([handle], timeout_s=WAIT_S)["torn_exit"]
+    assert result.state == "failed"
+    assert "status.json" in result.reason and "\n" not in result.reason
+
+
+@pytest.mark.fault("trainer")
 def test_clean_exit_that_leaves_a_running_status_is_a_failure(harness: Harness) -> None:
     ex = harness.make()
     handle = ex.submit(harness.job("quiet", "no_status"))

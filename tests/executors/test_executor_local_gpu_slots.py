@@ -23,7 +23,8 @@ out, sleep_s = Path(sys.argv[1]), float(sys.argv[2])
 keys = ("CUDA_VISIBLE_DEVICES", "CUDA_MPS_PIPE_DIRECTORY", "OMP_NUM_THREADS")
 (out / "env.json").write_text(json.dumps({k: os.environ.get(k) for k in keys}))
 time.sleep(sleep_s)
-(out / "status.json").write_text(json.dumps({"state": "succeeded", "exit_code": 0}))
+(out / ".status.tmp").write_text(json.dumps({"state": "succeeded", "exit_code": 0}))
+os.replace(out / ".status.tmp", out / "status.json")  # atomic, as the trainer writes it
 """
 FAKE_MPS = """#!/bin/sh
 # fake nvidia-cuda-mps-control: logs each call (argv and stdin) and creates the control pipe on -d
