@@ -21,6 +21,7 @@ from agent.prompts import (
 )
 from agent.reply import ReplyContext, parse_reply, validate_reply
 from agent.state import SlotResult
+from memory import variance
 from memory.documents import initial_memory
 from memory.variance import variance_table
 
@@ -134,4 +135,38 @@ def test_every_enforced_rule_is_stated_in_the_prompt_the_llm_receives(
         for text in texts
         if _flat(text) not in prompts[where]
     ]
+    assert missing == []
+
+
+def test_the_shipped_instruction_files_state_the_numbers_the_protocol_enforces():
+    """The instruction files are the user's prose; every number they repeat must be the enforced one."""
+    instructions = load_instructions(INSTRUCTIONS)
+    base, parallel = _flat(instructions.base_text), _flat(instructions.parallel_text)
+    robust = variance.ROBUST_RULES
+    stated = {
+        "base": [
+            f"`converged`: > {protocol.CONVERGED:g}",
+            f"`partial`: {protocol.PARTIAL:g} to {protocol.CONVERGED:g}",
+            f"`failed`: < {protocol.PARTIAL:g}",
+            f"**robust** (needs >= {variance.ROBUST_MIN_RUNS} runs)",
+            f"conn_R2 CV < {robust['conn'][0]:g}% and min > {robust['conn'][1]:.2f}",
+            f"tau_R2 CV < {robust['tau'][0]:g}% and min > {robust['tau'][1]:.2f}",
+            f"V_rest_R2 CV < {robust['vrest'][0]:g}% and min > {robust['vrest'][1]:.2f}",
+            f"cluster CV < {robust['cluster'][0]:g}% and min > {robust['cluster'][1]:.2f}",
+            f"any CV > {variance.FRAGILE_CV:g}%",
+        ],
+        "parallel": [
+            f"At least {protocol.GROWTH_REPLICATES} of the 4 slots are replicates until each of the top "
+            f"{protocol.TOP_CONFIGS} configs of the variance table has >= {protocol.TOP_MIN_RUNS} runs",
+            f"at least {protocol.STEADY_REPLICATES} replicate slot per batch",
+            f"({protocol.TIME_LIMIT_MIN:g} minutes unless the prompt says otherwise)",
+            *(
+                f"`{key.split('.', 1)[1]}`"
+                for key in protocol.GROWTH_KEYS
+                if "hidden" not in key and "n_layers" not in key
+            ),
+        ],
+    }
+    texts = {"base": base, "parallel": parallel}
+    missing = [f"{where}: {text!r}" for where, items in stated.items() for text in items if text not in texts[where]]
     assert missing == []
