@@ -76,7 +76,10 @@ class ReplyContext(BaseModel):
     variance_rows: list[VarianceRow] | None = Field(None, description="None: computed from all_results")
 
     def rows(self) -> list[VarianceRow]:
-        return self.variance_rows if self.variance_rows is not None else variance_table(self.all_results)
+        """The variance table of the run so far (computed once per context)."""
+        if self.variance_rows is None:
+            self.variance_rows = variance_table(self.all_results)
+        return self.variance_rows
 
     @property
     def next_batch(self) -> int:
@@ -533,23 +536,28 @@ def _resolve(reply: Reply, ctx: ReplyContext) -> tuple[list[PlannedSlot], list[s
 # ---------------------------------------------------------------------------------------------- API
 
 
-def validate_reply(reply: Reply, ctx: ReplyContext) -> list[str]:
-    """Every problem of a parsed reply (parse errors included); an empty list means accepted."""
+def _check(reply: Reply, ctx: ReplyContext) -> tuple[list[PlannedSlot], list[str]]:
+    """The planned slots and every problem of a parsed reply, from one pass over it."""
     errors = list(reply.errors)
     if reply.too_large:
-        return errors  # not read: one size error, no "missing" errors about parts never looked at
+        return [], errors  # not read: one size error, no "missing" errors about parts never looked at
     errors += _check_entries(reply, ctx)
     errors += _check_memory(reply)
-    errors += _resolve(reply, ctx)[1]
-    return errors
+    planned, config_errors = _resolve(reply, ctx)
+    return planned, errors + config_errors
+
+
+def validate_reply(reply: Reply, ctx: ReplyContext) -> list[str]:
+    """Every problem of a parsed reply (parse errors included); an empty list means accepted."""
+    return _check(reply, ctx)[1]
 
 
 def resolve_proposals(reply: Reply, ctx: ReplyContext) -> list[PlannedSlot]:
     """The next batch's slots from a reply; raises ReplyRejected with every error when it is not valid."""
-    errors = validate_reply(reply, ctx)
+    planned, errors = _check(reply, ctx)
     if errors:
         raise ReplyRejected(errors)
-    return _resolve(reply, ctx)[0]
+    return planned
 
 
 def check_reply(text: str, ctx: ReplyContext) -> tuple[Reply, list[PlannedSlot]]:
