@@ -248,7 +248,7 @@ class Tuner:
         for slot in range(n):
             iteration = self.ctx.next_iterations[slot]
             trial = running.pop(iteration, None)
-            params = trial.params if trial is not None else self._ask(slot, iteration, taken)
+            params = trial.params if trial is not None else self._ask(slot, iteration, taken, trials)
             target = trainable_of(params, self.base)
             taken.add(config_key(target))
             out.append(target)
@@ -257,13 +257,14 @@ class Tuner:
                 self.study.tell(t.number, state=self.TrialState.FAIL)
         return out
 
-    def _ask(self, slot: int, iteration: int, taken: set[str]) -> dict[str, Any]:
+    def _ask(self, slot: int, iteration: int, taken: set[str], trials: list[Any]) -> dict[str, Any]:
         """A new trial for the slot; a proposal of a config that already ran (or is taken in this batch) is
-        told that config's measured mean conn_R2 and asked again, up to MAX_DUPLICATE_ASKS times."""
+        told that config's measured mean conn_R2 and asked again, up to MAX_DUPLICATE_ASKS times.
+
+        ``trials``: the study's trials before this batch's asks (earlier duplicate asks for the iteration
+        count as attempts, so a resumed run asks the same sequence)."""
         attempt = sum(
-            1
-            for t in self._trials()
-            if t.state == self.TrialState.COMPLETE and t.user_attrs.get("duplicate_for") == iteration
+            1 for t in trials if t.state == self.TrialState.COMPLETE and t.user_attrs.get("duplicate_for") == iteration
         )
         while True:
             self.study.sampler = make_sampler(ask_seed(self.seed, iteration, attempt))

@@ -249,11 +249,11 @@ def test_a_call_killed_between_two_asks_resumes_to_the_uninterrupted_reply(
     assert results == reference
     real_ask, calls = Tuner._ask, []
 
-    def dies_on_second_ask(self: Tuner, slot: int, iteration: int, taken: set[str]) -> dict:
+    def dies_on_second_ask(self: Tuner, slot: int, iteration: int, *args: object) -> dict:
         calls.append(slot)
         if len(calls) == 2:
             raise KeyboardInterrupt("killed")
-        return real_ask(self, slot, iteration, taken)
+        return real_ask(self, slot, iteration, *args)
 
     monkeypatch.setattr(Tuner, "_ask", dies_on_second_ask)
     with pytest.raises(KeyboardInterrupt):
