@@ -136,7 +136,9 @@ GEN_SETS=(--set simulation.stimulus=procedural --set "simulation.ground_truth=$G
   --set "simulation.n_frames=$FRAMES" --set "simulation.extent=$EXTENT")
 if [ "$SMOKE" = 1 ]; then GEN_SETS+=(--set simulation.n_test_frames=60 --set training.n_rollout_frames=20
   --set training.cluster_n_components=5); fi
-if has_stage datagen; then
+# slots and science train on the datagen dataset: asked for without it (and without a dataset left in $WORK),
+# datagen runs first anyway
+if has_stage datagen || { { has_stage slots || has_stage science; } && [ ! -f "$DATA64/data/meta.json" ]; }; then
   stage datagen "$T_DATAGEN" "$PY" benchmarks/gpu_runs.py datagen --device "$DEVICE" --out "$DATA64" \
     --json "$OUT_DIR/datagen.json" --deadline-s "$(( T_DATAGEN - 10 ))" "${GEN_SETS[@]}"
 fi

@@ -1,0 +1,33 @@
+"""benchmarks/gpu_check.sh end to end on the CPU with tiny sizes: the one script a GPU session runs must work."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_the_slots_stage_alone_generates_its_data_and_times_alone_and_batch(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "OUT": str(tmp_path / "out"),
+        "WORK": str(tmp_path / "work"),
+        "DEVICE": "cpu",
+        "SMOKE": "1",
+        "STAGES": "env slots",
+        "PYTHON": sys.executable,
+    }
+    done = subprocess.run(["bash", "benchmarks/gpu_check.sh"], cwd=REPO, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    stages = (tmp_path / "out" / "stages.txt").read_text()
+    assert "datagen rc=0" in stages and "slots rc=0" in stages
+    slots = json.loads((tmp_path / "out" / "slots.json").read_text())
+    states = [s["state"] for run in slots["runs"].values() for s in run["slots"]]
+    assert states == ["ok"] * 3  # one alone, a batch of two
+    assert slots["batch_over_alone_wall"] > 0 and slots["batch_over_alone_training_rate"] > 0
+    summary = json.loads((tmp_path / "out" / "gpu_check.json").read_text())
+    assert "slots" in json.dumps(summary)
