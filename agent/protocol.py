@@ -14,8 +14,8 @@ import textwrap
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from agent.state import SlotResult
 from experiment.config import ClaudeConfig, TrainingConfig
+from experiment.exploration import SlotResult
 
 if TYPE_CHECKING:
     from memory.variance import VarianceRow

@@ -24,9 +24,8 @@ from agent.optuna_policy import (
     search_grid,
 )
 from agent.reply_check import PlannedSlot, ReplyContext, check_reply
-from agent.state import SlotResult, digest_trajectory
-from agent.tree import block_of
 from experiment.config import load_experiment
+from experiment.exploration import SlotResult, block_of, digest_trajectory
 from experiment.records import Metrics, R2Row
 from memory.variance import config_key
 

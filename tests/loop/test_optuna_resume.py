@@ -54,7 +54,7 @@ def test_an_optuna_run_records_its_backend_and_its_study(optuna_reference: Path)
 
 
 def test_the_report_says_the_optuna_policy_produced_the_run(optuna_reference: Path, tmp_path: Path) -> None:
-    from agent.report import build_report
+    from agent.views.report import build_report
 
     page = build_report(optuna_reference, tmp_path / "report.html").read_text(encoding="utf-8")
     assert "<th>policy</th><td>Optuna policy (TPE; study in optuna_study.jsonl)</td>" in page
