@@ -11,7 +11,7 @@ from collections.abc import Callable
 import pytest
 
 from agent import protocol
-from agent.offline_policy import OfflinePlanner
+from agent.llm.offline_policy import OfflinePlanner
 from agent.prompts import (
     BatchPromptInput,
     StartPromptInput,

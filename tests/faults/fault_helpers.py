@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict
 from agent import run as agent_run
 from agent.config_policy import Trainable, base_trainable
 from agent.llm.base import LLMRequest
-from agent.offline_policy import offline_policy
+from agent.llm.offline_policy import offline_policy
 from agent.reply_check import ReplyContext
 from experiment.atomic import atomic_write_text
 from experiment.config import load_experiment

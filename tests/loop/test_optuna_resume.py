@@ -11,7 +11,7 @@ import optuna
 import pytest
 
 from agent.journal import CRASH_ENV
-from agent.optuna_policy import STUDY_FILE, open_study
+from agent.llm.optuna_policy import STUDY_FILE, open_study
 from tests.faults.fault_helpers import write_tiny_config
 from tests.loop.agent_cli import journal_events, run_agent
 
