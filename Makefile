@@ -31,8 +31,10 @@ test: $(STAMP)
 test-integration: $(STAMP)
 	PY=$(BIN)/python bash tests/integration/run.sh
 
+# lint-imports: the layer contracts of pyproject.toml (under a second; `make test` runs them too, tests/test_layering.py).
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-logo
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_simulator.py

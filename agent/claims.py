@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from agent.reply_parse import ENTRY_KEYS, ENTRY_LINE, clean_line, shorten
-from agent.state import SlotResult
+from experiment.exploration import SlotResult
 from memory.variance import VarianceRow
 
 METRIC_TOL = 5e-4  # plus half a unit of the printed digits, at most METRIC_TOL (3 decimals needed)

@@ -1,8 +1,8 @@
-"""``flyvis-agent``: the console script; one subcommand per ``python -m agent.<name>`` entry point.
+"""``flyvis-agent``: the console script; one subcommand per ``python -m`` entry point of the agent.
 
 flyvis-agent run --instructions FILE [...]   start or resume a run (python -m agent.run)
-flyvis-agent status RUN_DIR                  where a run stands (python -m agent.status)
-flyvis-agent report RUN_DIR [--out FILE]     static HTML report (python -m agent.report)
+flyvis-agent status RUN_DIR                  where a run stands (python -m agent.views.status)
+flyvis-agent report RUN_DIR [--out FILE]     static HTML report (python -m agent.views.report)
 flyvis-agent rebuild RUN_DIR [--write]       derived files checked against the journal (python -m agent.rebuild)
 """
 
@@ -20,6 +20,13 @@ SUBCOMMANDS: dict[str, str] = {
     "report": "static HTML report of a run",
     "rebuild": "check (or restore) a run's derived files against its journal",
 }
+# Subcommand -> module with ``main(argv, prog)``; imported on use, so the script imports no layer it does not run.
+MODULES: dict[str, str] = {
+    "run": "agent.run",
+    "status": "agent.views.status",
+    "report": "agent.views.report",
+    "rebuild": "agent.rebuild",
+}
 
 
 def build_parser() -> OneLineParser:
@@ -36,7 +43,7 @@ def build_parser() -> OneLineParser:
 def main(argv: list[str] | None = None) -> int:
     """Dispatch to the subcommand's ``main`` with the rest of the command line."""
     args = build_parser().parse_args(argv)
-    module = importlib.import_module(f"agent.{args.command}")
+    module = importlib.import_module(MODULES[args.command])
     return module.main(args.args, prog=f"flyvis-agent {args.command}")
 
 

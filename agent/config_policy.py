@@ -18,7 +18,6 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from ruamel.yaml.comments import CommentedMap
 
 from agent.protocol import BLOCKED_KEYS, BLOCKED_TOP, COUPLED, EXTRA_RANGES, GROWTH_KEYS, format_value
-from agent.state import ROOT, Parent, Seeds
 from experiment.atomic import atomic_write_text
 from experiment.config import (
     ExperimentConfig,
@@ -28,6 +27,7 @@ from experiment.config import (
     exploration_overrides,
     parse_experiment,
 )
+from experiment.exploration import ROOT, Parent, Seeds
 from experiment.yaml_io import ExactFloat, load_yaml_text, roundtrip_dump, roundtrip_load
 
 Trainable = dict[str, dict[str, Any]]

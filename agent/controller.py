@@ -18,7 +18,6 @@ from pydantic import BaseModel, ConfigDict
 from agent.config_policy import SlotTemplate, load_slot_template, slot_dataset, write_slot_config
 from agent.executors.base import Executor, JobHandle, JobOutcome, SlotJob
 from agent.journal import Journal
-from agent.live import LiveView
 from agent.llm.base import ImageInput, LLMBackend, LLMRequest
 from agent.llm.transcripts import TextDigest, kept_text
 from agent.prompts import (
@@ -32,8 +31,9 @@ from agent.prompts import (
 from agent.reply import ReplyContext, ReplyRejected, parse_reply, resolve_proposals
 from agent.reply_check import PlannedSlot
 from agent.run_files import RunFiles, render_analysis, write_controller_files
-from agent.state import Seeds, SlotResult, digest_trajectory
-from agent.tree import block_of, block_range
+from agent.views.live import LiveView
+from agent.views.plots import plot_block_tree
+from experiment.exploration import Seeds, SlotResult, block_of, block_range, digest_trajectory
 from experiment.records import ACTIVITY_PNG, R2_LOG, SLOT_IMAGES, RecordError, read_metrics, read_r2_log
 
 LIVE_TICK_S = 5.0  # how often the live view refreshes while slots train
@@ -407,7 +407,8 @@ class Controller:
             self.files.archive_user_input(batch)
         if batch and self.is_block_end(batch):
             block = block_of(self.batch_iterations(batch)[0], self.claude.n_iter_block)
-            self.files.end_block(block, results, self.claude.ucb_c)
+            self.files.end_block(block)
+            plot_block_tree(results, block, self.files.block_tree_png(block), c=self.claude.ucb_c)
             first, last = block_range(block, self.claude.n_iter_block)
             done = self.batch_iterations(batch)[-1]
             how = "ended" if done >= last else f"closed at the end of the run (iterations {first}-{done} of {last})"

@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agent import protocol
 from agent.protocol import CONFIG_LINE_KEYS, format_value
-from agent.state import Seeds, SlotResult
-from agent.tree import best_node, block_of, block_range, render_ucb_scores, ucb_ranking
+from agent.tree import best_node, render_ucb_scores, ucb_ranking
+from experiment.exploration import Seeds, SlotResult, block_of, block_range
 from experiment.records import ROLLOUT_CLAMP, SLOT_IMAGES, TEST_R2_FLOOR
 from memory.documents import MemoryDocument
 from memory.variance import VarianceRow, config_ids, render_variance_table, variance_table

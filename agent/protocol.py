@@ -1,7 +1,7 @@
 """The rules of the parallel protocol and the base instructions, each stated once, as data and pure functions.
 
 The prompt's rule text (agent.prompts), the reply check (agent.reply_check), the config policy
-(agent.config_policy), the offline policy (agent.offline_policy) and the UCB tree (agent.tree) all read
+(agent.config_policy), the offline policy (agent.llm.offline_policy) and the UCB tree (agent.tree) all read
 from here, so a rule changed here changes what the LLM is told, what its reply is checked against and
 what the deterministic policy does, together. Functions read the module's constants when called (a
 patched constant takes effect everywhere). Defaults shared with the run config (block size, UCB c, time
@@ -14,8 +14,8 @@ import textwrap
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from agent.state import SlotResult
 from experiment.config import ClaudeConfig, TrainingConfig
+from experiment.exploration import SlotResult
 
 if TYPE_CHECKING:
     from memory.variance import VarianceRow

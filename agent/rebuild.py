@@ -16,8 +16,8 @@ from agent.config_policy import load_slot_template, render_slot_config
 from agent.journal import Journal
 from agent.reply_check import PlannedSlot
 from agent.run_files import RunFiles, render_analysis, render_memory
-from agent.state import SlotResult
 from experiment.atomic import atomic_write_text
+from experiment.exploration import SlotResult
 
 
 def rebuild_run_files(run_dir: Path) -> dict[str, str]:

@@ -45,9 +45,8 @@ from agent.reply_parse import (
     parse_reply,
     shorten,
 )
-from agent.state import ROOT, Parent, SlotResult
-from agent.tree import block_of
 from experiment.config import ConfigError, parse_experiment
+from experiment.exploration import ROOT, Parent, SlotResult, block_of
 from experiment.records import METRIC_KEYS
 from memory.documents import MemoryDocument, MemoryDocumentError
 from memory.variance import VarianceRow, config_key, variance_table

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.state import ROOT, Parent
+from experiment.exploration import ROOT, Parent
 from experiment.yaml_io import YamlError, load_yaml_text
 from memory.documents import LLM_SECTIONS, REQUIRED_CONTROLLER_SECTIONS
 

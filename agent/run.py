@@ -38,7 +38,7 @@ from agent.journal import Journal, JournalError, RunLock
 from agent.llm.base import LLMBackend, LLMError
 from agent.llm.budget import Budget
 from agent.llm.factory import BACKEND_NAMES, make_backend, preflight
-from agent.offline_policy import offline_policy
+from agent.llm.offline_policy import offline_policy
 from agent.prompts import Instructions, PromptError, load_instructions
 from agent.run_files import RunFiles
 from experiment.config import ConfigError, ExperimentConfig, load_experiment

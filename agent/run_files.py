@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from agent.journal import Journal
-from agent.protocol import UCB_C
-from agent.state import SlotResult
-from agent.tree import block_of, block_range, block_span, render_ucb_scores, ucb_ranking
+from agent.protocol import over_time
+from agent.tree import best_node, block_span, render_ucb_scores, ucb_ranking
 from experiment.atomic import atomic_write_json, atomic_write_text
 from experiment.config import ClaudeConfig
+from experiment.exploration import SlotResult, block_of, block_range
 from memory.documents import (
     MemoryDocument,
     block_heading,
@@ -90,6 +90,9 @@ class RunFiles:
     def tree_dir(self) -> Path:
         return self.dir / "exploration_tree"
 
+    def block_tree_png(self, block: int) -> Path:
+        return self.tree_dir / f"block_{block:02d}.png"
+
     @property
     def transcripts(self) -> Path:
         return self.dir / "transcripts"
@@ -127,12 +130,10 @@ class RunFiles:
             atomic_write_text(self.analysis, text)
 
     # ------------------------------------------------------------------ block end
-    def end_block(self, block: int, results: list[SlotResult], ucb_c: float = UCB_C) -> None:
+    def end_block(self, block: int) -> None:
+        """Snapshot memory.md for the block. Its tree plot is the controller's to draw (agent.views.plots):
+        the views read the run files, so the run files never import a view."""
         snapshot_memory(self.dir, block)
-        from agent.plots import plot_block_tree
-
-        self.tree_dir.mkdir(parents=True, exist_ok=True)
-        plot_block_tree(results, block, self.tree_dir / f"block_{block:02d}.png", c=ucb_c)
 
     # ------------------------------------------------------------------ summaries
     def batch_summary(self, results: list[SlotResult], batch: int) -> str:
@@ -197,7 +198,14 @@ def render_memory(
     doc.set_controller_sections(
         variance_md,
         ucb_text.rstrip("\n") if ucb_text else "(no nodes yet)",
-        render_run_status(results, n_iterations, claude.n_iter_block, claude.time_limit_min),
+        render_run_status(
+            results,
+            n_iterations,
+            claude.n_iter_block,
+            best=best_node(results),
+            over_limit=[r for r in results if over_time(r, claude.time_limit_min)],
+            time_limit_min=claude.time_limit_min,
+        ),
         ack,
     )
     return doc.render(), ucb_text

@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from agent.protocol import UCB_C
-from agent.state import ROOT, Parent, SlotResult
+from experiment.exploration import ROOT, Parent, SlotResult
 from memory.variance import config_key
 
 Reward = Literal["node", "replicate_mean"]
@@ -37,20 +37,6 @@ class UcbEntry(BaseModel):
     vrest: float
     mutation: str
     failed: bool = False
-
-
-def block_of(iteration: int, n_iter_block: int) -> int:
-    """1-based block of a 1-based iteration."""
-    if iteration < 1 or n_iter_block < 1:
-        raise ValueError(f"block_of: iteration ({iteration}) and n_iter_block ({n_iter_block}) must be >= 1")
-    return (iteration - 1) // n_iter_block + 1
-
-
-def block_range(block: int, n_iter_block: int) -> tuple[int, int]:
-    """First and last iteration of a 1-based block."""
-    if block < 1 or n_iter_block < 1:
-        raise ValueError(f"block_range: block ({block}) and n_iter_block ({n_iter_block}) must be >= 1")
-    return (block - 1) * n_iter_block + 1, block * n_iter_block
 
 
 def visit_counts(nodes: dict[int, Parent]) -> dict[int, int]:

@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from agent.journal import Journal  # noqa: E402
-from agent.status import load_run_view  # noqa: E402
+from agent.views.status import load_run_view  # noqa: E402
 from experiment.atomic import atomic_write_text  # noqa: E402
 from memory.variance import ROBUST_MIN_RUNS, variance_table  # noqa: E402
 

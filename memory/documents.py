@@ -16,10 +16,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.protocol import TIME_LIMIT_MIN, over_time
-from agent.state import SlotResult
-from agent.tree import best_node, block_of, block_range
 from experiment.atomic import atomic_write_bytes, atomic_write_text
+from experiment.exploration import SlotResult, block_of, block_range
 
 MEMORY_FILE = "memory.md"
 ANALYSIS_FILE = "analysis.md"
@@ -291,9 +289,19 @@ def snapshot_memory(run_dir: str | Path, block: int) -> Path:
 
 
 def render_run_status(
-    results: list[SlotResult], n_iterations: int, n_iter_block: int, time_limit_min: float = TIME_LIMIT_MIN
+    results: list[SlotResult],
+    n_iterations: int,
+    n_iter_block: int,
+    *,
+    best: SlotResult | None,
+    over_limit: list[SlotResult],
+    time_limit_min: float,
 ) -> str:
-    """The Run Status section: progress, current block, best node, failures and slow slots."""
+    """The Run Status section: progress, current block, best node, failures and slow slots.
+
+    The agent judges which node is best and which ran over the time limit (protocol rules); this only
+    writes them down, so memory/ depends on the records alone.
+    """
     if not results:
         return f"Iterations done: 0/{n_iterations}; no results yet."
     last = max(r.iteration for r in results)
@@ -303,7 +311,6 @@ def render_run_status(
         f"Iterations done: {len(results)}/{n_iterations} (last iteration {last}).",
         f"Current block: {block} (iterations {first_b}-{last_b}).",
     ]
-    best = best_node(results)
     if best is not None and best.metrics is not None:
         lines.append(f"Best node: {best.iteration} (connectivity_R2={best.metrics.connectivity_R2:.4f}).")
     failed = [r for r in results if r.status == "failed"]
@@ -312,13 +319,12 @@ def render_run_status(
         + ("; ".join(f"{r.iteration} ({r.failure_reason or 'no reason recorded'})" for r in failed) or "none")
         + "."
     )
-    slow = [r for r in results if over_time(r, time_limit_min)]
     lines.append(
         f"Over the time limit ({time_limit_min:g} min): "
         + (
             ", ".join(
                 f"{r.iteration} ({r.metrics.training_time_min:.1f} min)" if r.metrics else str(r.iteration)
-                for r in slow
+                for r in over_limit
             )
             or "none"
         )

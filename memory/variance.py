@@ -14,7 +14,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from agent.state import SlotResult
+from experiment.exploration import SlotResult
 
 Verdict = Literal["robust", "fragile", "undecided"]
 

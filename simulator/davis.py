@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from simulator.errors import SimulatorError
-from simulator.stimulus import _Buffered
+from simulator.streams import BufferedStream
 
 BOX = 13
 CROP_FRACTION = 0.6
@@ -87,7 +87,7 @@ def load_video(folder: Path, columns: np.ndarray) -> np.ndarray:
     return np.asarray(out, dtype=np.float32).transpose(1, 0, 2)
 
 
-class DavisStream(_Buffered):
+class DavisStream(BufferedStream):
     """Cycles over (video, augmentation) of one split in a seeded order (train) or in order (test)."""
 
     def __init__(self, root: Path, columns: np.ndarray, seed: np.random.SeedSequence, split: str) -> None:

@@ -26,7 +26,6 @@ import numpy as np
 
 from simulator.connectome import MAX_EXTENT, Connectome, ConnectomeSpec, build_connectome
 from simulator.errors import SimulatorError
-from simulator.network_stats import procedural_run
 
 SYNTHETIC = "synthetic"
 SYNTHETIC_SEED = 20240617
@@ -54,6 +53,26 @@ class TypeParams:
     sign: np.ndarray  # (P,) per spec pair
     strength: np.ndarray  # (P,) per spec pair
     syn_count: np.ndarray  # (sum K,) per flattened (pair, offset)
+
+
+def procedural_run(
+    gt: GroundTruth, con: Connectome, n_frames: int, seed: int, noise_level: float = 0.05, dt: float = 0.02
+) -> tuple[np.ndarray, np.ndarray]:
+    """(V, y) as float64 (frames, neurons): steady state at grey, then seeded procedural stimulus and noise."""
+    import torch
+
+    from simulator.dynamics import EulerStepper
+    from simulator.stimulus import make_stream
+
+    t = {k: torch.from_numpy(getattr(gt, k)) for k in ("W", "tau", "V_rest")}
+    stepper = EulerStepper(t["W"], torch.from_numpy(con.edge_index), t["tau"], t["V_rest"], con.n_input, dt)
+    v = stepper.steady_state(t["V_rest"].clone(), 0.5, 100)
+    stream = make_stream("procedural", con.columns, seed, dt, split="train", davis_root=None)
+    stim = torch.from_numpy(stream.frames(n_frames)[:, con.column[: con.n_input]].astype(np.float32))
+    noise = torch.randn(n_frames, con.n_neurons, generator=torch.Generator().manual_seed(seed))
+    V, Y = torch.empty(n_frames, con.n_neurons), torch.empty(n_frames, con.n_neurons)
+    stepper.run(v, stim, noise * noise_level, V, Y)
+    return V.numpy().astype(np.float64), Y.numpy().astype(np.float64)
 
 
 def _offset_base(spec: ConnectomeSpec) -> np.ndarray:

@@ -1,18 +1,15 @@
 """Statistics that compare ground truths: type-level gains and stability margins, simulated activity.
 
-Used by the synthetic ground truth's calibration, ``benchmarks/compare_ground_truth.py`` and tests.
+Used by ``benchmarks/compare_ground_truth.py`` and tests. The short simulation it measures activity with
+(``procedural_run``) lives in simulator.ground_truth, whose calibration runs it too: this module sits above.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from simulator.connectome import Connectome
-
-if TYPE_CHECKING:
-    from simulator.ground_truth import GroundTruth
+from simulator.ground_truth import GroundTruth, procedural_run
 
 
 def type_gain_matrix(W: np.ndarray, con: Connectome) -> np.ndarray:
@@ -38,26 +35,6 @@ def type_level_stats(gt: GroundTruth, con: Connectome) -> dict[str, float]:
         "signed type-level max abs eigenvalue": float(np.abs(signed).max()),
         "signed type-level max real eigenvalue": float(signed.real.max()),
     }
-
-
-def procedural_run(
-    gt: GroundTruth, con: Connectome, n_frames: int, seed: int, noise_level: float = 0.05, dt: float = 0.02
-) -> tuple[np.ndarray, np.ndarray]:
-    """(V, y) as float64 (frames, neurons): steady state at grey, then seeded procedural stimulus and noise."""
-    import torch
-
-    from simulator.dynamics import EulerStepper
-    from simulator.stimulus import make_stream
-
-    t = {k: torch.from_numpy(getattr(gt, k)) for k in ("W", "tau", "V_rest")}
-    stepper = EulerStepper(t["W"], torch.from_numpy(con.edge_index), t["tau"], t["V_rest"], con.n_input, dt)
-    v = stepper.steady_state(t["V_rest"].clone(), 0.5, 100)
-    stream = make_stream("procedural", con.columns, seed, dt, split="train", davis_root=None)
-    stim = torch.from_numpy(stream.frames(n_frames)[:, con.column[: con.n_input]].astype(np.float32))
-    noise = torch.randn(n_frames, con.n_neurons, generator=torch.Generator().manual_seed(seed))
-    V, Y = torch.empty(n_frames, con.n_neurons), torch.empty(n_frames, con.n_neurons)
-    stepper.run(v, stim, noise * noise_level, V, Y)
-    return V.numpy().astype(np.float64), Y.numpy().astype(np.float64)
 
 
 def activity_stats(gt: GroundTruth, con: Connectome, n_frames: int, seed: int = 1) -> dict[str, float]:

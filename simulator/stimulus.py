@@ -1,25 +1,18 @@
 """Stimulus streams: per-column luminance in [0, 1], one frame per ODE step.
 
 ``ProceduralStream`` draws seeded hexagonal movies (drifting gratings, moving edges, spatially smoothed
-AR(1) noise, flashes), each 50-80 frames long. ``make_stream`` picks it or the DAVIS stream.
+AR(1) noise, flashes), each 50-80 frames long. ``make_stream`` picks it or the DAVIS stream
+(simulator.davis); both build on simulator.streams, so the DAVIS module never imports this one.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
-
 import numpy as np
+
+from simulator.streams import BufferedStream
 
 MIN_LEN, MAX_LEN = 50, 80
 KINDS = ("grating", "edge", "noise", "flash")
-
-
-class StimulusStream(Protocol):
-    """Stateful source of frames (n, C) float32 for the C lattice columns."""
-
-    def frames(self, n: int) -> np.ndarray: ...
-
-    def describe(self) -> dict: ...
 
 
 def column_xy(columns: np.ndarray) -> np.ndarray:
@@ -28,27 +21,7 @@ def column_xy(columns: np.ndarray) -> np.ndarray:
     return np.stack([u + v / 2.0, v * np.sqrt(3.0) / 2.0], axis=1)
 
 
-class _Buffered:
-    """Serves frames from successive sequences produced by ``_next_sequence``."""
-
-    def __init__(self) -> None:
-        self._buf = np.zeros((0, 0), dtype=np.float32)
-
-    def _next_sequence(self) -> np.ndarray:
-        raise NotImplementedError
-
-    def frames(self, n: int) -> np.ndarray:
-        parts, have = [], 0
-        while have < n:
-            if len(self._buf) == 0:
-                self._buf = self._next_sequence().astype(np.float32)
-            take = min(n - have, len(self._buf))
-            parts.append(self._buf[:take])
-            self._buf, have = self._buf[take:], have + take
-        return np.concatenate(parts, axis=0)
-
-
-class ProceduralStream(_Buffered):
+class ProceduralStream(BufferedStream):
     """Seeded procedural hexagonal movies on the lattice columns."""
 
     def __init__(self, columns: np.ndarray, seed: int, delta_t: float) -> None:

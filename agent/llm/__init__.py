@@ -1,4 +1,4 @@
-"""LLM backends (Anthropic API, claude CLI, offline policy, replay), transcripts and the run budget."""
+"""LLM backends (API, claude CLI, replay, and the offline and Optuna policies standing in for a model), transcripts, budget."""
 
 from agent.llm.base import (
     BudgetExceeded,

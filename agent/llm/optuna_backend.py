@@ -1,4 +1,4 @@
-"""Optuna backend: the Optuna policy (agent.optuna_policy) stands in for the model, like the offline one."""
+"""Optuna backend: the Optuna policy (agent.llm.optuna_policy) stands in for the model, like the offline one."""
 
 from __future__ import annotations
 
@@ -13,6 +13,6 @@ class OptunaBackend(OfflineBackend):
     name = "optuna"
 
     def __init__(self, run_dir: str | Path, seed: int | None = None) -> None:
-        from agent.optuna_policy import OptunaPolicy
+        from agent.llm.optuna_policy import OptunaPolicy
 
         super().__init__(OptunaPolicy(run_dir, seed))

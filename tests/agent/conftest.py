@@ -15,7 +15,7 @@ import pytest
 
 from agent.config_policy import SlotTemplate, Trainable, apply_overlay, format_mutation, load_slot_template
 from agent.reply_check import ReplyContext
-from agent.state import ROOT, Parent, Seeds, SlotResult, digest_trajectory
+from experiment.exploration import ROOT, Parent, Seeds, SlotResult, digest_trajectory
 from experiment.records import Metrics, R2Row
 from memory.variance import variance_table
 

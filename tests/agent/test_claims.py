@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from agent.claims import METRIC_ALIASES, ClaimFacts, check_entry_claims, find_claims, named_configs, named_nodes
-from agent.offline_policy import OfflinePlanner
+from agent.llm.offline_policy import OfflinePlanner
 from agent.reply import parse_reply, validate_reply
 from agent.reply_check import ReplyContext
 from memory.variance import variance_table

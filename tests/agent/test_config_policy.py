@@ -19,7 +19,7 @@ from agent.config_policy import (
     render_slot_config,
     write_slot_config,
 )
-from agent.state import Seeds
+from experiment.exploration import Seeds
 from experiment.yaml_io import load_yaml_text
 
 SRC = "slot 1"

@@ -14,7 +14,7 @@ import pytest
 
 from agent.config_policy import Trainable, base_trainable, check_edit
 from agent.llm.base import LLMRequest
-from agent.optuna_policy import (
+from agent.llm.optuna_policy import (
     STUDY_FILE,
     OptunaPolicy,
     Tuner,
@@ -24,9 +24,8 @@ from agent.optuna_policy import (
     search_grid,
 )
 from agent.reply_check import PlannedSlot, ReplyContext, check_reply
-from agent.state import SlotResult, digest_trajectory
-from agent.tree import block_of
 from experiment.config import load_experiment
+from experiment.exploration import SlotResult, block_of, digest_trajectory
 from experiment.records import Metrics, R2Row
 from memory.variance import config_key
 
@@ -167,7 +166,7 @@ def test_replies_pass_the_reply_contract_over_a_whole_run(tmp_path: Path, base: 
 def test_the_parent_is_the_nearest_node_of_the_block(tmp_path: Path, base: Trainable) -> None:
     results, plans = simulate(tmp_path, base, iterations=12)
     grid = search_grid(base)
-    from agent.optuna_policy import config_distance
+    from agent.llm.optuna_policy import config_distance
 
     known: list[SlotResult] = []
     for planned in plans:
@@ -268,7 +267,7 @@ def test_a_plan_that_ran_other_configs_fails_the_asked_trials_and_keeps_the_runs
     results = _run_until(tmp_path, base, 2)
     ctx = context(2, results, 6, base, 1)
     OptunaPolicy(tmp_path, seed=0)(request(ctx))  # asks trials for batch 3 ...
-    from agent.offline_policy import offline_policy
+    from agent.llm.offline_policy import offline_policy
 
     _, planned = check_reply(offline_policy(request(ctx)), ctx)  # ... but batch 3 runs another plan
     results = results + [measure(p) for p in planned]

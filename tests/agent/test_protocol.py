@@ -11,7 +11,7 @@ from collections.abc import Callable
 import pytest
 
 from agent import protocol
-from agent.offline_policy import OfflinePlanner
+from agent.llm.offline_policy import OfflinePlanner
 from agent.prompts import (
     BatchPromptInput,
     StartPromptInput,
@@ -20,7 +20,7 @@ from agent.prompts import (
     render_start_prompt,
 )
 from agent.reply import ReplyContext, parse_reply, validate_reply
-from agent.state import SlotResult
+from experiment.exploration import SlotResult
 from memory import variance
 from memory.documents import initial_memory
 from memory.variance import variance_table

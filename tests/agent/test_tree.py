@@ -9,14 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from treemem_factory import default_trainable, make_result, scenario
 
-from agent.tree import (
-    best_node,
-    block_of,
-    block_range,
-    render_ucb_scores,
-    ucb_ranking,
-    visit_counts,
-)
+from agent.tree import best_node, render_ucb_scores, ucb_ranking, visit_counts
+from experiment.exploration import block_of, block_range
 
 
 def test_four_root_nodes_give_the_protocol_check_value():

@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from agent.state import Seeds, SlotResult, digest_trajectory
 from experiment.config import ExperimentConfig
+from experiment.exploration import Seeds, SlotResult, digest_trajectory
 from experiment.records import Metrics, R2Row
 
 GOLDEN_DIR = Path(__file__).resolve().parents[1] / "golden"

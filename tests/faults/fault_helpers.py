@@ -20,11 +20,11 @@ from pydantic import BaseModel, ConfigDict
 from agent import run as agent_run
 from agent.config_policy import Trainable, base_trainable
 from agent.llm.base import LLMRequest
-from agent.offline_policy import offline_policy
+from agent.llm.offline_policy import offline_policy
 from agent.reply_check import ReplyContext
-from agent.state import ROOT, Seeds, SlotResult, digest_trajectory
 from experiment.atomic import atomic_write_text
 from experiment.config import load_experiment
+from experiment.exploration import ROOT, Seeds, SlotResult, digest_trajectory
 from experiment.records import Metrics, R2Row
 from experiment.yaml_io import roundtrip_dump, roundtrip_load
 

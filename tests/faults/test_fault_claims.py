@@ -12,7 +12,7 @@ from fault_helpers import ScriptedPolicy, agent_argv, assert_matches_clean_run, 
 from agent import run as agent_run
 from agent.journal import Journal
 from agent.llm.base import LLMRequest
-from agent.offline_policy import offline_policy
+from agent.llm.offline_policy import offline_policy
 from agent.rebuild import differing_files
 
 pytestmark = pytest.mark.fault("reply")

@@ -105,7 +105,7 @@ class DiskFull:
 
 def arm_at_start(disk: DiskFull) -> ScriptedPolicy:
     """The offline policy, arming the fault once the START reply is produced (the next writes apply it)."""
-    from agent.offline_policy import offline_policy
+    from agent.llm.offline_policy import offline_policy
 
     def start(request: Any) -> str:
         disk.armed = True

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.config_policy import write_slot_config
-from agent.offline_policy import OfflinePlanner
+from agent.llm.offline_policy import OfflinePlanner
 from agent.reply import check_reply, parse_reply, validate_reply
 from agent.reply_check import ReplyContext
 from experiment.config import load_experiment

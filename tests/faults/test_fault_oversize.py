@@ -13,8 +13,8 @@ from agent import run as agent_run
 from agent.controller import MAX_IMAGE_BYTES, MAX_REASK_ERRORS, Controller, _served_text, cap_errors
 from agent.journal import MAX_EVENT_BYTES, Journal, JournalError
 from agent.llm.base import LLMRequest, LLMResponse
+from agent.llm.offline_policy import offline_policy
 from agent.llm.transcripts import EXCERPT_CHARS, MAX_KEPT_CHARS, TextDigest, TranscriptStore
-from agent.offline_policy import offline_policy
 from agent.reply_parse import MAX_REPLY_CHARS, parse_reply, size_error
 
 pytestmark = pytest.mark.fault("reply")

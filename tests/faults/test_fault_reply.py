@@ -12,7 +12,7 @@ from fault_helpers import ScriptedPolicy, agent_argv, batch1_context, invoke, sn
 
 from agent import run as agent_run
 from agent.journal import Journal
-from agent.offline_policy import OfflinePlanner, offline_policy
+from agent.llm.offline_policy import OfflinePlanner, offline_policy
 from agent.rebuild import differing_files
 from agent.reply import ReplyRejected, check_reply, parse_reply, validate_reply
 from agent.reply_check import ReplyContext

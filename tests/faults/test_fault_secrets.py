@@ -25,10 +25,10 @@ from agent import run as agent_run
 from agent.llm.anthropic_backend import AnthropicBackend
 from agent.llm.base import LLMRequest
 from agent.llm.factory import make_backend
-from agent.offline_policy import offline_policy
+from agent.llm.offline_policy import offline_policy
 from agent.rebuild import differing_files
-from agent.report import build_report
-from agent.status import main as status_main
+from agent.views.report import build_report
+from agent.views.status import main as status_main
 
 pytestmark = pytest.mark.fault("secrets")
 

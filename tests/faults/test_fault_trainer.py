@@ -15,7 +15,7 @@ from fault_helpers import agent_argv, invoke, write_tiny_config
 
 from agent.journal import Journal
 from agent.rebuild import differing_files
-from agent.state import SlotResult
+from experiment.exploration import SlotResult
 
 pytestmark = pytest.mark.fault("trainer")
 

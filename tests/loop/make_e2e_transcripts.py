@@ -24,7 +24,7 @@ from agent.executors.factory import make_executor  # noqa: E402
 from agent.journal import Journal, RunLock  # noqa: E402
 from agent.llm.base import LLMRequest  # noqa: E402
 from agent.llm.factory import make_backend  # noqa: E402
-from agent.offline_policy import offline_policy  # noqa: E402
+from agent.llm.offline_policy import offline_policy  # noqa: E402
 from agent.prompts import load_instructions  # noqa: E402
 from agent.run import create_run_dir  # noqa: E402
 from experiment.config import load_experiment  # noqa: E402

@@ -84,8 +84,8 @@ def test_replayed_run_files_match_its_journal(replayed_run: Path) -> None:
 
 
 def test_replayed_run_produces_the_report_and_status(replayed_run: Path) -> None:
-    from agent.report import build_report
-    from agent.status import load_run_view, render_status
+    from agent.views.report import build_report
+    from agent.views.status import load_run_view, render_status
 
     html = build_report(replayed_run).read_text()
     rows = [f'id="iter-{i}"' in html for i in range(1, 9)]

@@ -11,7 +11,7 @@ import optuna
 import pytest
 
 from agent.journal import CRASH_ENV
-from agent.optuna_policy import STUDY_FILE, open_study
+from agent.llm.optuna_policy import STUDY_FILE, open_study
 from tests.faults.fault_helpers import write_tiny_config
 from tests.loop.agent_cli import journal_events, run_agent
 
@@ -54,7 +54,7 @@ def test_an_optuna_run_records_its_backend_and_its_study(optuna_reference: Path)
 
 
 def test_the_report_says_the_optuna_policy_produced_the_run(optuna_reference: Path, tmp_path: Path) -> None:
-    from agent.report import build_report
+    from agent.views.report import build_report
 
     page = build_report(optuna_reference, tmp_path / "report.html").read_text(encoding="utf-8")
     assert "<th>policy</th><td>Optuna policy (TPE; study in optuna_study.jsonl)</td>" in page

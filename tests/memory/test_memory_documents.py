@@ -154,7 +154,9 @@ def test_replace_llm_sections_rejects_an_unclosed_code_fence():
 def test_run_status_names_progress_best_failures_and_slow_nodes():
     from memory.documents import render_run_status
 
-    text = render_run_status(scenario(), 48, 12)
+    results = scenario()
+    by_iter = {r.iteration: r for r in results}
+    text = render_run_status(results, 48, 12, best=by_iter[13], over_limit=[by_iter[14]], time_limit_min=60)
     assert text.splitlines() == [
         "Iterations done: 20/48 (last iteration 20).",
         "Current block: 2 (iterations 13-24).",

@@ -19,8 +19,8 @@ import pytest
 from agent.config_policy import format_mutation, load_slot_template
 from agent.journal import Journal
 from agent.run_files import RunFiles, render_analysis
-from agent.state import ROOT, Seeds, SlotResult, digest_trajectory
 from experiment.atomic import atomic_write_text
+from experiment.exploration import ROOT, Seeds, SlotResult, digest_trajectory
 from experiment.records import (
     R2_HEADER,
     R2_LOG,

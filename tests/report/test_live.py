@@ -5,8 +5,8 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from agent.live import LiveSlot, LiveView, batch_eta_s
-from agent.status import SlotProgress
+from agent.views.live import LiveSlot, LiveView, batch_eta_s
+from agent.views.status import SlotProgress
 
 
 class Clock:

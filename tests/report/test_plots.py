@@ -6,7 +6,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from agent.plots import (
+from agent.views.plots import (
     global_iterations,
     phase_spans,
     plot_batch_trajectories,
@@ -16,7 +16,7 @@ from agent.plots import (
     short_mutation,
     tree_layout,
 )
-from agent.state import ROOT
+from experiment.exploration import ROOT
 from experiment.records import R2Row
 from memory.variance import variance_table
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.report import _result_row, build_report, main, markdown_to_html
+from agent.views.report import _result_row, build_report, main, markdown_to_html
 from memory.variance import variance_table
 
 

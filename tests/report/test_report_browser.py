@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageStat
 
-from agent.report import build_report
+from agent.views.report import build_report
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 

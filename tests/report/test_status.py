@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.status import load_run_view, main, parse_progress, render_status, run_phase
+from agent.views.status import load_run_view, main, parse_progress, render_status, run_phase
 
 
 def _phase(run, events: list) -> str:

@@ -1,7 +1,7 @@
-"""The controller's data model of an exploration: slot results, R2 trajectory digests, seeds.
+"""The records of an exploration: its nodes (slot results), their seeds and R2 trajectory digests, its blocks.
 
-Pure data and pure functions: the tree, the variance table, the reply validator, the prompts and
-the offline policy all read these records, and the journal stores them.
+Pure data and pure functions, shared by every layer above: memory (variance table, Run Status) and the
+agent (tree, reply check, prompts, policies, views) read these records, and the journal stores them.
 """
 
 from __future__ import annotations
@@ -16,6 +16,20 @@ from experiment.records import Metrics, R2Row
 Trend = Literal["rising", "stable", "decaying"]
 TREND_TOLERANCE = 0.01  # R2 units: changes below this are "stable"
 ROOT = "root"
+
+
+def block_of(iteration: int, n_iter_block: int) -> int:
+    """1-based block of a 1-based iteration."""
+    if iteration < 1 or n_iter_block < 1:
+        raise ValueError(f"block_of: iteration ({iteration}) and n_iter_block ({n_iter_block}) must be >= 1")
+    return (iteration - 1) // n_iter_block + 1
+
+
+def block_range(block: int, n_iter_block: int) -> tuple[int, int]:
+    """First and last iteration of a 1-based block."""
+    if block < 1 or n_iter_block < 1:
+        raise ValueError(f"block_range: block ({block}) and n_iter_block ({n_iter_block}) must be >= 1")
+    return (block - 1) * n_iter_block + 1, block * n_iter_block
 
 
 class PhaseChange(BaseModel):

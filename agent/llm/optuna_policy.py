@@ -31,11 +31,10 @@ from typing import Any
 
 from agent.config_policy import Trainable, apply_overlay, diff_trainable, overlay_between, same_value
 from agent.llm.base import LLMRequest
-from agent.offline_policy import EXPLORE_RANGES, OfflinePlanner, Proposal
+from agent.llm.offline_policy import EXPLORE_RANGES, OfflinePlanner, Proposal
 from agent.protocol import EXTRA_RANGES
 from agent.reply_check import ReplyContext
-from agent.state import ROOT, Parent, SlotResult
-from agent.tree import block_of
+from experiment.exploration import ROOT, Parent, SlotResult, block_of
 from memory.variance import config_key
 
 STUDY_FILE = "optuna_study.jsonl"

@@ -1,4 +1,4 @@
-"""Where a run stands, read from its directory alone: ``python -m agent.status RUN_DIR``.
+"""Where a run stands, read from its directory alone: ``python -m agent.views.status RUN_DIR``.
 
 Reads the journal (never writes it, never takes the controller's lock), the slot folders
 (status.json, slot.log progress lines) and the base config's claude: block, so it is safe to run
@@ -20,9 +20,9 @@ from agent.cli_args import VIEW_EXIT_CODES, OneLineParser, exit_codes_epilog
 from agent.config_policy import load_slot_template
 from agent.journal import Journal, JournalError
 from agent.run_files import RunFiles
-from agent.state import SlotResult
-from agent.tree import best_node, block_of
+from agent.tree import best_node
 from experiment.config import ClaudeConfig
+from experiment.exploration import SlotResult, block_of
 from experiment.records import SLOT_LOG, RecordError, SlotStatus, read_status
 
 PROGRESS_LINE = re.compile(
@@ -390,7 +390,7 @@ def _cost_line(view: RunView) -> str:
 # ---------------------------------------------------------------------------------------------- CLI
 
 
-def main(argv: list[str] | None = None, prog: str = "python -m agent.status") -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m agent.views.status") -> int:
     parser = OneLineParser(
         prog=prog, description="Where a flyvis-agent run stands.", epilog=exit_codes_epilog(VIEW_EXIT_CODES)
     )

@@ -17,9 +17,9 @@ import numpy as np
 
 from agent.protocol import UCB_C
 from agent.run_files import RunFiles
-from agent.state import ROOT, SlotResult
 from agent.tree import best_node, ucb_ranking
 from experiment.atomic import atomic_write_bytes
+from experiment.exploration import ROOT, SlotResult
 from experiment.records import METRIC_KEYS, R2_LOG, R2Row, RecordError, read_r2_log
 from memory.variance import config_ids
 

@@ -19,8 +19,8 @@ from typing import TextIO
 from pydantic import BaseModel, ConfigDict
 
 from agent.run_files import RunFiles
-from agent.state import SlotResult
-from agent.status import SlotProgress, format_duration, read_slot_progress
+from agent.views.status import SlotProgress, format_duration, read_slot_progress
+from experiment.exploration import SlotResult
 from experiment.records import SLOT_LOG, RecordError, read_status
 
 PLAIN_INTERVAL_S = 30.0

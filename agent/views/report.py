@@ -1,4 +1,4 @@
-"""One static, self-contained HTML page of a run: ``python -m agent.report RUN_DIR [--out FILE]``.
+"""One static, self-contained HTML page of a run: ``python -m agent.views.report RUN_DIR [--out FILE]``.
 
 The page needs no server and no network: CSS is inline, there is no JavaScript, every image is a
 base64 data URI. Everything shown comes from the run directory (journal, slot folders, memory.md,
@@ -20,11 +20,11 @@ from pydantic import BaseModel, ConfigDict
 
 from agent.cli_args import VIEW_EXIT_CODES, OneLineParser, exit_codes_epilog
 from agent.config_policy import diff_trainable, load_slot_template
-from agent.plots import plot_batch_trajectories, plot_block_tree, plot_config_spread, plot_metrics_over_iterations
-from agent.state import SlotResult
-from agent.status import RunView, RunViewError, llm_totals, load_run_view, run_phase
 from agent.tree import best_node
+from agent.views.plots import plot_batch_trajectories, plot_block_tree, plot_config_spread, plot_metrics_over_iterations
+from agent.views.status import RunView, RunViewError, llm_totals, load_run_view, run_phase
 from experiment.atomic import atomic_write_text
+from experiment.exploration import SlotResult
 from experiment.records import ACTIVITY_PNG
 from memory.variance import VarianceRow, config_ids, variance_table
 
@@ -323,7 +323,7 @@ def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     return target
 
 
-def main(argv: list[str] | None = None, prog: str = "python -m agent.report") -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m agent.views.report") -> int:
     parser = OneLineParser(
         prog=prog, description="Static HTML report of a run.", epilog=exit_codes_epilog(VIEW_EXIT_CODES)
     )

@@ -18,8 +18,8 @@ from agent.llm.base import LLMRequest
 from agent.prompts import config_line, metrics_line, trajectory_lines, variance_update_line
 from agent.protocol import format_value
 from agent.reply_check import ReplyContext
-from agent.state import ROOT, Parent, SlotResult
-from agent.tree import UcbEntry, block_of, ucb_ranking
+from agent.tree import UcbEntry, ucb_ranking
+from experiment.exploration import ROOT, Parent, SlotResult, block_of
 from memory.variance import VarianceRow, config_ids, config_key, variance_table
 
 # The addendum's explorable alternating parameters, in the order of its suggested block partition.
