@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -174,3 +175,12 @@ def test_flyvis_agent_status_counts_the_iterations_the_run_was_started_with(
     assert run_agent(run_dir, iterations=4).returncode == 0  # the tiny config's claude.n_iterations is larger
     assert main(["status", str(run_dir)]) == 0
     assert "4/4 iterations done" in capsys.readouterr().out
+
+
+def test_the_python_m_forms_of_status_and_report_keep_working(reference_run: Path) -> None:
+    status = subprocess.run(
+        [sys.executable, "-m", "agent.status", str(reference_run)], capture_output=True, text=True, cwd=REPO
+    )
+    assert status.returncode == 0 and "8/8" in status.stdout
+    report = subprocess.run([sys.executable, "-m", "agent.report", "--help"], capture_output=True, text=True, cwd=REPO)
+    assert report.returncode == 0 and report.stdout.startswith("usage: python -m agent.report")
