@@ -295,6 +295,7 @@ def checkpoint_cost(args: argparse.Namespace) -> None:
     n_ckpt = len(train_mod.r2_checkpoints(cfg.training.n_iterations)) * cfg.training.n_epochs
     modes = {"none": None, "loop": "off", "background": "on"}
     ms: dict[str, list[float]] = {m: [] for m in modes}
+    r2: dict[str, list[float]] = {}
     for _ in range(args.rounds):
         for mode, r2_async in modes.items():
             c = cfg.model_copy(deep=True)
@@ -304,11 +305,17 @@ def checkpoint_cost(args: argparse.Namespace) -> None:
             with no_checkpoints if r2_async is None else contextlib.nullcontext():
                 result = train_mod.train(model, data, c.training, probe, progress=False)
             ms[mode].append(1e3 * result.seconds / len(result.losses))
+            r2.setdefault(mode, [row.connectivity_r2 for row in result.r2_rows])
     print(f"{data.n_neurons} neurons, {cfg.training.n_iterations} x {cfg.training.n_epochs} iterations, "
           f"{n_ckpt} checkpoints, threads={torch.get_num_threads()}, {args.rounds} rounds (medians)")  # fmt: skip
     for mode, values in ms.items():
         rounds = " ".join(f"{v:.2f}" for v in values)
         print(f"  {mode:10s} {statistics.median(values):8.2f} ms/it (rounds {rounds})", flush=True)
+    same_rows = len(r2["loop"]) == len(r2["background"])
+    diff = (
+        max((abs(a - b) for a, b in zip(r2["loop"], r2["background"], strict=True)), default=0.0) if same_rows else None
+    )
+    print(f"  R2 rows, background vs loop: {len(r2['background'])} vs {len(r2['loop'])}, max |diff| {diff}")
 
 
 def main(argv: list[str] | None = None) -> None:
