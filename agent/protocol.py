@@ -132,6 +132,7 @@ BLOCKED_KEYS: dict[str, str] = {
     "training.seed": "seeds are controller-owned",
     "training.device": "device placement is controller-owned",
     "training.compile": "how the training step is compiled is controller-owned",
+    "training.r2_async": "where the R2 checkpoints run is controller-owned",
 }
 # key -> (low, high): the protocol's sane ranges, on top of the schema's own bounds.
 LR_KEYS = (

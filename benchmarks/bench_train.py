@@ -11,9 +11,13 @@ the new step; ``--json FILE`` the figures (rewritten after every mode, so a time
 Science (``--science``): extent 4, 20,000 frames, configs/flyvis_science_cpu.yaml; conn_R2, tau_R2,
 V_rest_R2 and wall time for the synthetic and the checkpoint ground truth (skipped when absent),
 standard and cyclic alternating training.
+Checkpoints (``--checkpoints``): ms per training iteration (train() from start to end, R2 checkpoints included)
+without R2 checkpoints, with them in the loop (``training.r2_async: off``) and on the background thread
+(``on``), interleaved rounds (medians), on a dataset of ``--config`` (default configs/flyvis_demo_cpu.yaml).
 
     python benchmarks/bench_train.py --threads 2 [--extents 8] [--modes old new] [--rounds 7] [--device cpu]
     python benchmarks/bench_train.py --science [--iterations N] [--work /tmp/bench_train]
+    python benchmarks/bench_train.py --checkpoints [--config FILE] [--iterations 300] [--rounds 3] [--threads 1]
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from trainer.schedule import base_lrs, build_optimizer  # noqa: E402
 from trainer.train import fuse_adam, make_loss_fn, tune_allocator  # noqa: E402
 
 SCIENCE_CONFIG = REPO / "configs" / "flyvis_science_cpu.yaml"
+DEMO_CONFIG = REPO / "configs" / "flyvis_demo_cpu.yaml"
 FULL_CONFIG = REPO / "configs" / "flyvis_62_1_gs_alternate.yaml"
 XNORM = 0.5
 
@@ -272,16 +277,59 @@ def science(args: argparse.Namespace) -> None:
             )
 
 
+def checkpoint_cost(args: argparse.Namespace) -> None:
+    """ms per iteration of train() without R2 checkpoints, with them in the loop and in the background."""
+    from unittest import mock
+
+    import trainer.train as train_mod
+    from simulator.generate import generate_dataset
+    from trainer.data import read_dataset
+
+    cfg = load_experiment(args.config or DEMO_CONFIG)
+    cfg.training.n_iterations = args.iterations or 300
+    data_dir = args.work / f"data_checkpoints_{cfg.dataset}"
+    if not (data_dir / "meta.json").exists():
+        generate_dataset(cfg.simulation, data_dir, device=args.device, overwrite=True)
+    data, device = read_dataset(data_dir), torch.device(args.device)
+    probe = train_mod.build_probe(data, device)
+    n_ckpt = len(train_mod.r2_checkpoints(cfg.training.n_iterations)) * cfg.training.n_epochs
+    modes = {"none": None, "loop": "off", "background": "on"}
+    ms: dict[str, list[float]] = {m: [] for m in modes}
+    r2: dict[str, list[float]] = {}
+    for _ in range(args.rounds):
+        for mode, r2_async in modes.items():
+            c = cfg.model_copy(deep=True)
+            c.training.r2_async = r2_async or "off"
+            model = train_mod.build_model(c, data, device)
+            no_checkpoints = mock.patch.object(train_mod, "r2_checkpoints", lambda niter: [])
+            with no_checkpoints if r2_async is None else contextlib.nullcontext():
+                result = train_mod.train(model, data, c.training, probe, progress=False)
+            ms[mode].append(1e3 * result.seconds / len(result.losses))
+            r2.setdefault(mode, [row.connectivity_r2 for row in result.r2_rows])
+    print(f"{data.n_neurons} neurons, {cfg.training.n_iterations} x {cfg.training.n_epochs} iterations, "
+          f"{n_ckpt} checkpoints, threads={torch.get_num_threads()}, {args.rounds} rounds (medians)")  # fmt: skip
+    for mode, values in ms.items():
+        rounds = " ".join(f"{v:.2f}" for v in values)
+        print(f"  {mode:10s} {statistics.median(values):8.2f} ms/it (rounds {rounds})", flush=True)
+    same_rows = len(r2["loop"]) == len(r2["background"])
+    diff = (
+        max((abs(a - b) for a, b in zip(r2["loop"], r2["background"], strict=True)), default=0.0) if same_rows else None
+    )
+    print(f"  R2 rows, background vs loop: {len(r2['background'])} vs {len(r2['loop'])}, max |diff| {diff}")
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--science", action="store_true", help="CPU science benchmark instead of the speed one")
+    p.add_argument("--checkpoints", action="store_true", help="R2 checkpoint cost instead of the speed benchmark")
+    p.add_argument("--config", type=Path, default=None, help="checkpoints: experiment YAML (default: the demo)")
     p.add_argument("--extents", type=int, nargs="+", default=[8])
     p.add_argument("--modes", nargs="+", default=["old", "new"], help="old | new | edge | compile:MODE")
     p.add_argument("--n-iter", type=int, default=5, help="iterations per round and mode (edge: 1/10)")
     p.add_argument("--rounds", type=int, default=7, help="interleaved rounds; the median is reported")
     p.add_argument("--json", type=Path, default=None, help="speed: write the figures here")
     p.add_argument("--profile", type=Path, default=None, help="speed: write the profiler table of 'new' here")
-    p.add_argument("--iterations", type=int, default=None, help="science: override training.n_iterations")
+    p.add_argument("--iterations", type=int, default=None, help="science, checkpoints: training.n_iterations")
     p.add_argument("--work", type=Path, default=Path("/tmp/bench_train"), help="science: data and outputs")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None)
@@ -293,7 +341,10 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
     np.seterr(all="ignore")
-    science(args) if args.science else speed(args)
+    if args.checkpoints:
+        checkpoint_cost(args)
+    else:
+        science(args) if args.science else speed(args)
 
 
 if __name__ == "__main__":

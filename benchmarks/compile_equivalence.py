@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             result = train(model, data, c.training, probe, progress=False)
             wall = time.perf_counter() - t0
-            metrics = evaluate(model, data, c, probe, wall).metrics
+            metrics = evaluate(model, data, c, probe, wall, result.recovered).metrics
             curves[mode] = result.losses
             out["modes"][mode] = {"ms_per_iteration": 1e3 * result.seconds / len(result.losses), "wall_s": wall,
                                   **{k: float(getattr(metrics, k)) for k in METRICS}}  # fmt: skip

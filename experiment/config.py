@@ -113,6 +113,9 @@ class TrainingConfig(_Section):
     compile: Literal["off", "default", "reduce-overhead", "max-autotune"] = Field(
         "off", description="torch.compile mode of the training step (reduce-overhead: CUDA graphs); off = eager"
     )
+    r2_async: Literal["auto", "on", "off"] = Field(
+        "auto", description="R2 checkpoints on a background thread (auto: on CUDA only); same log either way"
+    )
 
 
 class ClaudeConfig(_Section):

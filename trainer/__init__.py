@@ -2,5 +2,6 @@
 
 Modules: ``model`` (the GNN), ``data`` (dataset files), ``schedule`` (iterations, phases, LRs),
 ``losses`` (loss and regularisers), ``metrics`` (recovered parameters, rollout), ``plots`` (slot
-images), ``train`` (the loop), ``run`` and ``slot`` (command lines).
+images), ``checkpoints`` (the R2 checkpoints, in the loop or on a background thread), ``train`` (the
+loop), ``run`` and ``slot`` (command lines).
 """

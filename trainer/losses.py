@@ -15,6 +15,7 @@ The regularisers follow the reference's seed era (docs/PARITY.md):
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import torch
 from torch import Tensor, nn
@@ -69,33 +70,62 @@ def norm_sum(module: nn.Module, order: int) -> Tensor:
     return torch.stack([torch.linalg.vector_norm(p, ord=order) for p in module.parameters()]).sum()
 
 
+def annealed_coefficients(cfg: TrainingConfig, epoch: int) -> dict[str, float]:
+    """Each regulariser coefficient of ``cfg`` times its anneal factor in 0-based ``epoch``."""
+    f = anneal_factors(cfg, epoch)
+    return {key: getattr(cfg, key) * f[key] for key in f}
+
+
+def ever_active(cfg: TrainingConfig) -> tuple[str, ...]:
+    """The regularisers whose annealed coefficient is > 0 in some epoch of the run (REGULARISER_KEYS order)."""
+    coeffs = [annealed_coefficients(cfg, epoch) for epoch in range(cfg.n_epochs)]
+    return tuple(key for key in REGULARISER_KEYS if any(c[key] > 0 for c in coeffs))
+
+
+Coefficient = float | Tensor
+
+
+def _on(coeff: Mapping[str, Coefficient], key: str) -> bool:
+    """A float coefficient is active when > 0; a tensor one always (its value is not read on the host)."""
+    c = coeff.get(key, 0.0)
+    return isinstance(c, Tensor) or c > 0
+
+
 def regularisers(model: FlyVisGNN, v: Tensor, cfg: TrainingConfig, epoch: int, xnorm: float) -> dict[str, Tensor]:
-    """The active regularisers for the voltages ``v`` (N,) of one frame; keys name the config coefficient.
+    """The active regularisers for the voltages ``v`` (N,) of one frame in ``epoch``; keys name the config
+    coefficient. A term whose annealed coefficient is 0 is left out (``weighted_regularisers``)."""
+    return weighted_regularisers(model, v, annealed_coefficients(cfg, epoch), xnorm)
+
+
+def weighted_regularisers(
+    model: FlyVisGNN, v: Tensor, coeff: Mapping[str, Coefficient], xnorm: float
+) -> dict[str, Tensor]:
+    """The regularisers for the voltages ``v`` (N,) of one frame with the annealed coefficients ``coeff``.
 
     The trainer calls this once per iteration with the last frame of the batch (the reference's rule).
     coeff_edge_diff: ``||ReLU(g(v, a)^2 - g(1.05 v, a)^2)||_2`` (lin_edge should grow with v);
     coeff_edge_norm: ``||g(2 xnorm, a)^2 - 2 xnorm||_2`` (anchors lin_edge's scale; W absorbs the rest);
-    both on detached v and a. A term whose annealed coefficient is 0 is left out.
+    both on detached v and a. A missing key or a float coefficient <= 0 leaves its term out; a 0-d tensor
+    coefficient (the compiled step: one graph for every epoch) always adds its term, which is exactly 0 while
+    the coefficient is 0 (same loss and gradients as leaving it out).
     """
-    f = anneal_factors(cfg, epoch)
-    coeff = {key: getattr(cfg, key) * f[key] for key in f}
     terms: dict[str, Tensor] = {}
-    if coeff["coeff_edge_diff"] > 0 or coeff["coeff_edge_norm"] > 0:
+    if _on(coeff, "coeff_edge_diff") or _on(coeff, "coeff_edge_norm"):
         v_in, a_in = v.detach(), model.a.detach()
-        if coeff["coeff_edge_diff"] > 0:
+        if _on(coeff, "coeff_edge_diff"):
             diff = torch.relu(model.edge_fn(v_in, a_in) - model.edge_fn(1.05 * v_in, a_in))
             terms["coeff_edge_diff"] = coeff["coeff_edge_diff"] * torch.linalg.vector_norm(diff)
-        if coeff["coeff_edge_norm"] > 0:
+        if _on(coeff, "coeff_edge_norm"):
             g = model.edge_fn(torch.full_like(v_in, 2.0 * xnorm), a_in)
             terms["coeff_edge_norm"] = coeff["coeff_edge_norm"] * torch.linalg.vector_norm(g - 2.0 * xnorm)
     for mlp_name, prefix in (("lin_edge", "coeff_edge_weight"), ("lin_phi", "coeff_phi_weight")):
         mlp = getattr(model, mlp_name)
         for order in (1, 2):
             key = f"{prefix}_L{order}"
-            if coeff[key] > 0:
+            if _on(coeff, key):
                 terms[key] = coeff[key] * norm_sum(mlp, order)
-    if coeff["coeff_W_L1"] > 0:
+    if _on(coeff, "coeff_W_L1"):
         terms["coeff_W_L1"] = coeff["coeff_W_L1"] * torch.linalg.vector_norm(model.W, ord=1)
-    if coeff["coeff_W_L2"] > 0:
+    if _on(coeff, "coeff_W_L2"):
         terms["coeff_W_L2"] = coeff["coeff_W_L2"] * torch.linalg.vector_norm(model.W, ord=2)
     return terms

@@ -80,7 +80,7 @@ def train_and_evaluate(
     model = build_model(cfg, data, dev, edge_mode=edge_mode)
     probe = build_probe(data, dev)
     result = train(model, data, cfg.training, probe, r2_log=out_dir / R2_LOG, progress=progress)
-    ev = evaluate(model, data, cfg, probe, result.seconds)
+    ev = evaluate(model, data, cfg, probe, result.seconds, result.recovered)
     write_metrics(out_dir, ev.metrics)
     write_images(out_dir, data, ev, result, data.delta_t or cfg.simulation.delta_t)
     save_model(model, out_dir / MODEL_FILE)

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
 
 import numpy as np
 import torch
 
 from experiment.config import ExperimentConfig, TrainingConfig
-from experiment.records import R2_HEADER, Metrics, Phase, R2Row, format_r2_row
+from experiment.records import Metrics, Phase, R2Row
+from trainer.checkpoints import R2Checkpoints, background_r2
 from trainer.data import Dataset, Split, global_voltage_std
-from trainer.losses import data_loss, regularisers
+from trainer.losses import Coefficient, annealed_coefficients, data_loss, ever_active, weighted_regularisers
 from trainer.metrics import (
     Probe,
     Recovered,
@@ -34,6 +35,8 @@ from trainer.schedule import apply_lrs, build_optimizer, iterations_per_epoch, p
 LOSS_CHECK_EVERY = 50
 DEVICE_DATA_FRACTION = 0.5  # the training split is copied to the GPU when it takes at most this much free memory
 COPY_CHUNK_FRAMES = 4096
+
+COMPILE_BACKEND = "inductor"  # torch.compile's backend for training.compile (tests use a cheaper one)
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
 
@@ -61,6 +64,7 @@ class TrainResult:
     niter: int
     seconds: float
     lr_log: list[tuple[int, dict[str, float]]] = field(default_factory=list)  # (global step, LRs set there)
+    recovered: Recovered | None = None  # the last R2 checkpoint's recovery: the final parameters (evaluate reuses it)
 
 
 def build_model(
@@ -77,27 +81,6 @@ def build_model(
 def build_probe(data: Dataset, device: torch.device) -> Probe:
     """Voltage ranges over every training frame and the gain frames for d lin_phi / d M (trainer.metrics)."""
     return Probe.from_split(data.train.voltage, data.train.stimulus, data.W, device)
-
-
-class _R2Log:
-    """``connectivity_r2.log`` writer: header first, each row flushed as soon as it is known."""
-
-    def __init__(self, path: Path | None) -> None:
-        self._fh: TextIO | None = None
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = path.open("w", encoding="utf-8")
-            self._fh.write(R2_HEADER + "\n")
-            self._fh.flush()
-
-    def write(self, row: R2Row) -> None:
-        if self._fh is not None:
-            self._fh.write(format_r2_row(row))
-            self._fh.flush()
-
-    def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
 
 
 class FrameSampler:
@@ -147,29 +130,64 @@ def _to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
     return out
 
 
-def make_loss_fn(model: FlyVisGNN, cfg: TrainingConfig, xnorm: float) -> LossFn:
+def make_loss_fn(model: FlyVisGNN, cfg: TrainingConfig, xnorm: float, *, backend: str | None = None) -> LossFn:
     """The iteration's loss ``(v, y, stim, epoch) -> scalar``: data term plus the regularisers on the batch's
-    last frame (the reference's rule); compiled with ``torch.compile`` when ``cfg.compile`` is not ``off``
-    (the model then runs on plain modules and gather/index_add, which the compiler fuses itself)."""
+    last frame (the reference's rule), annealed for ``epoch``.
 
-    def loss_fn(v: torch.Tensor, y: torch.Tensor, stim: torch.Tensor, epoch: int) -> torch.Tensor:
+    Compiled with ``torch.compile`` (``backend``, default COMPILE_BACKEND) when ``cfg.compile`` is not ``off``;
+    the model then runs on plain modules and gather/index_add, which the compiler fuses itself (this sets
+    ``model.plain_ops``; ``loss_fn_for`` restores it). The compiled function gets the annealed coefficients as
+    0-d tensors on the model's device, never the epoch: a Python number is guarded on, so every epoch would
+    compile anew (and after torch's recompile limit the step would silently run eagerly).
+    """
+
+    def loss_of(v: torch.Tensor, y: torch.Tensor, stim: torch.Tensor, coeff: Mapping[str, Coefficient]) -> torch.Tensor:
         loss = data_loss(model(v, stim), y)
-        for term in regularisers(model, v[-1], cfg, epoch, xnorm).values():
+        for term in weighted_regularisers(model, v[-1], coeff, xnorm).values():
             loss = loss + term
         return loss
 
     if cfg.compile == "off":
+
+        def loss_fn(v: torch.Tensor, y: torch.Tensor, stim: torch.Tensor, epoch: int) -> torch.Tensor:
+            return loss_of(v, y, stim, annealed_coefficients(cfg, epoch))
+
         return loss_fn
+
+    active = ever_active(cfg)  # a term never active in this run stays out of the graph
+    device, dtype = model.W.device, model.W.dtype
+    per_epoch: dict[int, dict[str, torch.Tensor]] = {}
+
+    def coefficients(epoch: int) -> dict[str, torch.Tensor]:
+        if epoch not in per_epoch:
+            per_epoch.clear()
+            values = annealed_coefficients(cfg, epoch)
+            per_epoch[epoch] = {k: torch.tensor(values[k], dtype=dtype, device=device) for k in active}
+        return per_epoch[epoch]
+
+    backend = backend or COMPILE_BACKEND
+    mode = {"mode": cfg.compile} if backend == "inductor" else {}
     model.plain_ops = True
-    compiled = torch.compile(loss_fn, mode=cfg.compile, dynamic=False)
-    if cfg.compile != "reduce-overhead":
-        return compiled
+    compiled = torch.compile(loss_of, backend=backend, dynamic=False, **mode)
+    graphed = cfg.compile == "reduce-overhead"
 
-    def graphed(v: torch.Tensor, y: torch.Tensor, stim: torch.Tensor, epoch: int) -> torch.Tensor:
-        torch.compiler.cudagraph_mark_step_begin()  # each call is a new training step (outputs may be reused)
-        return compiled(v, y, stim, epoch)
+    def compiled_loss_fn(v: torch.Tensor, y: torch.Tensor, stim: torch.Tensor, epoch: int) -> torch.Tensor:
+        if graphed:
+            torch.compiler.cudagraph_mark_step_begin()  # each call is a new training step (outputs may be reused)
+        return compiled(v, y, stim, coefficients(epoch))
 
-    return graphed
+    return compiled_loss_fn
+
+
+@contextmanager
+def loss_fn_for(model: FlyVisGNN, cfg: TrainingConfig, xnorm: float, *, backend: str | None = None) -> Iterator[LossFn]:
+    """``make_loss_fn`` for the length of a ``with`` block; the model's ``plain_ops`` mode is restored after it
+    (also on an error), so what runs the model next (evaluation, a later eager run) gets its usual ops."""
+    previous = model.plain_ops
+    try:
+        yield make_loss_fn(model, cfg, xnorm, backend=backend)
+    finally:
+        model.plain_ops = previous
 
 
 def tune_allocator() -> bool:
@@ -220,7 +238,11 @@ def train(
     r2_log: Path | None = None,
     progress: bool | None = None,
 ) -> TrainResult:
-    """Adam over the four param groups with the configured schedule; raises TrainingFailed on NaN loss."""
+    """Adam over the four param groups with the configured schedule; raises TrainingFailed on NaN loss.
+
+    R2 checkpoints run in the loop or, with ``training.r2_async`` (trainer.checkpoints), on a background thread
+    that the loop waits for only at the end; the rows and the R2 log are the same either way.
+    """
     torch.set_flush_denormal(True)  # L1-shrunk weights turn denormal and slow CPU math several-fold
     tune_allocator()
     device = model.W.device
@@ -229,47 +251,46 @@ def train(
     checkpoints = set(r2_checkpoints(niter))
     xnorm = 1.5 * global_voltage_std(data.train.voltage)
     sampler = FrameSampler(data.train, cfg.batch_size, total, cfg.seed, device)
-    loss_fn = make_loss_fn(model, cfg, xnorm)
     phase, lrs = phase_lrs(0, niter, cfg)
     optimizer = fuse_adam(build_optimizer(model.param_groups(), lrs))
     losses = torch.empty(total, device=device)
     starts: list[tuple[int, Phase]] = []
     lr_log: list[tuple[int, dict[str, float]]] = [(0, dict(lrs))]
-    rows: list[R2Row] = []
     checked = 0
-    log = _R2Log(r2_log)
     bar = Progress(total, desc="train", bar=progress)
+    on_row = lambda row: bar.update(0, conn_R2=row.connectivity_r2)  # noqa: E731
+    r2 = R2Checkpoints(model, probe, r2_log, background=background_r2(cfg.r2_async, device), on_row=on_row)
     t0 = time.perf_counter()
     try:
-        for epoch in range(cfg.n_epochs):
-            for it in range(niter):
-                step = epoch * niter + it
-                phase, new_lrs = phase_lrs(it, niter, cfg)
-                if new_lrs != lrs:
-                    apply_lrs(optimizer, new_lrs)
-                    lrs = new_lrs
-                    lr_log.append((step, dict(lrs)))
-                if not starts or starts[-1][1] != phase:
-                    starts.append((step, phase))
-                loss = _step(loss_fn, optimizer, sampler.batch(step), epoch)
-                losses[step] = loss
-                done = it + 1
-                if (step + 1) % LOSS_CHECK_EVERY == 0 or done in checkpoints:
-                    _check_losses(losses[checked : step + 1], checked)
-                    checked = step + 1
-                if done in checkpoints:
-                    row = R2Row(epoch=epoch, iteration=done, connectivity_r2=probe.connectivity_r2(model), phase=phase)
-                    rows.append(row)
-                    log.write(row)
-                    bar.update(0, conn_R2=row.connectivity_r2)
-                bar.update(1)
-        _check_losses(losses[checked:], checked)
+        with loss_fn_for(model, cfg, xnorm) as loss_fn:
+            for epoch in range(cfg.n_epochs):
+                for it in range(niter):
+                    step = epoch * niter + it
+                    phase, new_lrs = phase_lrs(it, niter, cfg)
+                    if new_lrs != lrs:
+                        apply_lrs(optimizer, new_lrs)
+                        lrs = new_lrs
+                        lr_log.append((step, dict(lrs)))
+                    if not starts or starts[-1][1] != phase:
+                        starts.append((step, phase))
+                    loss = _step(loss_fn, optimizer, sampler.batch(step), epoch)
+                    losses[step] = loss
+                    done = it + 1
+                    if (step + 1) % LOSS_CHECK_EVERY == 0 or done in checkpoints:
+                        _check_losses(losses[checked : step + 1], checked)
+                        checked = step + 1
+                    if done in checkpoints:
+                        r2.submit(epoch, done, phase, final=step + 1 == total)
+                    r2.poll()
+                    bar.update(1)
+            _check_losses(losses[checked:], checked)
+            rows, recovered = r2.finish()
     finally:
-        log.close()
+        r2.close()
         bar.close()
     seconds = time.perf_counter() - t0
     spans = [(s, starts[k + 1][0] if k + 1 < len(starts) else total, p) for k, (s, p) in enumerate(starts)]
-    return TrainResult(losses.cpu().numpy(), rows, spans, niter, seconds, lr_log)
+    return TrainResult(losses.cpu().numpy(), rows, spans, niter, seconds, lr_log, recovered)
 
 
 def _step(
@@ -298,11 +319,20 @@ class Evaluation:
 
 
 def evaluate(
-    model: FlyVisGNN, data: Dataset, cfg: ExperimentConfig, probe: Probe, training_seconds: float
+    model: FlyVisGNN,
+    data: Dataset,
+    cfg: ExperimentConfig,
+    probe: Probe,
+    training_seconds: float,
+    recovered: Recovered | None = None,
 ) -> Evaluation:
-    """MODEL.md section 6 metrics: recovered W/tau/V_rest, clustering, autonomous test rollout."""
+    """MODEL.md section 6 metrics: recovered W/tau/V_rest, clustering, autonomous test rollout.
+
+    ``recovered``: ``probe.recover(model)`` when already known (``TrainResult.recovered``: the last R2
+    checkpoint scored the final parameters), else it is computed here.
+    """
     model.eval()
-    rec = probe.recover(model)
+    rec = recovered if recovered is not None else probe.recover(model)
     feats = cluster_features(rec, data.edge_index)
     acc = cluster_accuracy(feats, data.types, cfg.training.cluster_n_components)
     dt = data.delta_t or cfg.simulation.delta_t

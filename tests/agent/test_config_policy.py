@@ -76,6 +76,12 @@ def test_seed_is_blocked(base):
     ]
 
 
+@pytest.mark.parametrize("key", ["compile", "r2_async"])
+def test_how_the_trainer_runs_is_blocked(base, key):
+    errors = check_edit(base, {"training": {key: "on" if key == "r2_async" else "default"}}, SRC)
+    assert len(errors) == 1 and f"training.{key}: " in errors[0] and "blocked (" in errors[0]
+
+
 def test_restating_a_blocked_value_unchanged_is_allowed(base):
     assert check_edit(base, {"training": {"alternate_training": True, "learning_rate_W_start": 6e-4}}, SRC) == []
 

@@ -42,6 +42,11 @@ def test_unknown_key_names_file_and_dotted_field() -> None:
     assert str(err.value) == "x.yaml: training.n_alternation: Extra inputs are not permitted"
 
 
+def test_r2_async_takes_auto_on_or_off_only() -> None:
+    with pytest.raises(ConfigError, match=r"^x\.yaml: training\.r2_async: Input should be 'auto', 'on' or 'off'"):
+        parse_experiment({"dataset": "d", "training": {"r2_async": "yes"}}, "x.yaml")
+
+
 def test_coupled_sizes_must_follow_embedding_dim() -> None:
     with pytest.raises(ConfigError, match="input_size must equal 1 \\+ embedding_dim"):
         parse_experiment({"dataset": "d", "graph_model": {"embedding_dim": 4}}, "x.yaml")

@@ -115,13 +115,13 @@ def test_the_trainer_evaluates_the_regularisers_on_the_last_frame_of_the_batch(
     import trainer.train as train_mod
 
     seen: list[torch.Tensor] = []
-    real = train_mod.regularisers
+    real = train_mod.weighted_regularisers
 
-    def spy(model: FlyVisGNN, v: torch.Tensor, cfg: TrainingConfig, epoch: int, xnorm: float) -> dict:
+    def spy(model: FlyVisGNN, v: torch.Tensor, coeff: dict, xnorm: float) -> dict:
         seen.append(v.detach().clone())
-        return real(model, v, cfg, epoch, xnorm)
+        return real(model, v, coeff, xnorm)
 
-    monkeypatch.setattr(train_mod, "regularisers", spy)
+    monkeypatch.setattr(train_mod, "weighted_regularisers", spy)
     small_cfg.training.n_iterations, small_cfg.training.batch_size = 1, 3
     model, probe = build_model(small_cfg, synth, CPU), build_probe(synth, CPU)
     train(model, synth, small_cfg.training, probe, progress=False)
