@@ -1,4 +1,4 @@
-"""Fixtures for the LLM tests (helpers live in llm_helpers.py)."""
+"""Fixtures for the LLM tests (helpers live in helpers/llm.py)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from llm_helpers import API_KEY, PRICES, ScriptedAPI, write_png
 
 from agent.llm.anthropic_backend import AnthropicBackend
+from helpers.llm import API_KEY, PRICES, ScriptedAPI, write_png
 
 
 @pytest.fixture

@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
-from llm_helpers import make_request
 
 from agent.llm.base import ImageInput, LLMCallFailed, LLMConfigError
 from agent.llm.claude_cli import ClaudeCliBackend
+from helpers.llm import make_request
 
 FAKE = textwrap.dedent(
     """\

@@ -7,11 +7,11 @@ from typing import Any, get_args
 
 import httpx2
 import pytest
-from llm_helpers import api_error
 
 from agent.llm.base import LLMConfigError
 from agent.llm.factory import make_backend, preflight
 from experiment.config import ClaudeConfig
+from helpers.llm import api_error
 
 
 def model_info(model_id: str, lifecycle: str = "active", line: str | None = "opus", **extra: Any) -> dict[str, Any]:

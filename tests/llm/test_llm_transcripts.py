@@ -6,12 +6,12 @@ import base64
 import json
 
 import pytest
-from llm_helpers import make_request, message_json, ok
 
 from agent.llm.base import ImageInput, LLMBackend, LLMCallFailed, LLMRequest, LLMResponse, Usage
 from agent.llm.offline import OfflineBackend
 from agent.llm.replay import ReplayBackend
 from agent.llm.transcripts import RecordingBackend, TranscriptStore, sha256_text
+from helpers.llm import make_request, message_json, ok
 
 
 class CountingBackend(LLMBackend):
