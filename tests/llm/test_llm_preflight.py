@@ -100,11 +100,6 @@ def test_preflight_finds_the_api_backend_inside_the_run_wrappers(make_api_backen
         preflight(backend)
 
 
-def test_replay_and_offline_backends_need_no_preflight(tmp_path) -> None:
-    backend = make_backend("offline", ClaudeConfig(), transcripts_dir=tmp_path / "t", offline_policy=lambda r: "x")
-    assert preflight(backend) == []
-
-
 def test_default_model_is_known_to_the_installed_sdk_and_not_deprecated() -> None:
     from anthropic._data import DEPRECATED_MODELS
     from anthropic.types import Model
