@@ -15,8 +15,9 @@ import pytest
 
 from agent.config_policy import SlotTemplate, Trainable, apply_overlay, format_mutation, load_slot_template
 from agent.reply_check import ReplyContext
-from experiment.exploration import ROOT, Parent, Seeds, SlotResult, digest_trajectory
-from experiment.records import Metrics, R2Row
+from experiment.exploration import ROOT, Parent, SlotResult
+from experiment.records import R2Row
+from helpers.results import slot_result
 from memory.variance import variance_table
 
 REPO = Path(__file__).resolve().parents[2]
@@ -46,35 +47,25 @@ def make_result(
     minutes: float = 12.5,
     over_time: bool = False,
 ) -> SlotResult:
-    """One node; ``conn=None`` makes a failed slot (no metrics, no trajectory)."""
-    slot = (iteration - 1) % 4
-    metrics = trajectory = None
-    if conn is not None:
-        metrics = Metrics(
-            connectivity_R2=conn,
-            tau_R2=0.6 + 0.01 * (iteration % 7),
-            V_rest_R2=0.1 + 0.005 * iteration,
-            cluster_accuracy=0.5,
-            test_R2=0.8,
-            test_pearson=0.95,
-            training_time_min=minutes,
-        )
-        trajectory = digest_trajectory(_rows(conn + 0.02, conn))
-    return SlotResult(
-        iteration=iteration,
-        slot=slot,
-        batch=(iteration - 1) // 4 + 1,
-        block=(iteration - 1) // n_iter_block + 1,
+    """One node of this folder's run (the metrics the reply fixtures quote); ``conn=None`` makes a failed slot."""
+    return slot_result(
+        iteration,
+        trainable=trainable,
+        conn=conn if conn is not None else 0.0,
+        failed=conn is None,
+        tau=0.6 + 0.01 * (iteration % 7),
+        vrest=0.1 + 0.005 * iteration,
+        cluster=0.5,
+        test_r2=0.8,
+        pearson=0.95,
+        minutes=minutes,
+        rows=None if conn is None else _rows(conn + 0.02, conn),
+        failure_reason="CUDA out of memory",
         parent=parent,
         replicate_of=replicate_of,
         strategy=strategy,
         mutation="",
-        trainable=copy.deepcopy(trainable),
-        seeds=Seeds.for_slot(iteration, slot),
-        status="completed" if conn is not None else "failed",
-        failure_reason=None if conn is not None else "CUDA out of memory",
-        metrics=metrics,
-        trajectory=trajectory,
+        n_iter_block=n_iter_block,
         over_time_limit=over_time,
     )
 

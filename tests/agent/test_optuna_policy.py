@@ -25,8 +25,9 @@ from agent.llm.optuna_policy import (
 )
 from agent.reply_check import PlannedSlot, ReplyContext, check_reply
 from experiment.config import load_experiment
-from experiment.exploration import SlotResult, block_of, digest_trajectory
-from experiment.records import Metrics, R2Row
+from experiment.exploration import Seeds, SlotResult, block_of
+from experiment.records import R2Row
+from helpers.results import slot_result
 from memory.variance import config_key
 
 TrialState = optuna.trial.TrialState
@@ -51,23 +52,25 @@ def measure(p: PlannedSlot) -> SlotResult:
         R2Row(epoch=0, iteration=k * 100, connectivity_r2=round(conn * k / 8, 6), phase="W" if k % 2 else "V_rest")
         for k in range(1, 9)
     ]
-    metrics = Metrics(
-        connectivity_R2=conn,
-        tau_R2=0.9,
-        V_rest_R2=round(0.3 + 0.05 * jitter, 6),
-        cluster_accuracy=0.8,
-        test_R2=0.95,
-        test_pearson=0.97,
-        training_time_min=0.01,
-    )
-    return SlotResult(
-        **{k: getattr(p, k) for k in ("iteration", "slot", "batch", "block", "parent", "replicate_of", "strategy")},
+    return slot_result(
+        p.iteration,
+        slot=p.slot,
+        batch=p.batch,
+        block=p.block,
+        parent=p.parent,
+        replicate_of=p.replicate_of,
+        strategy=p.strategy,
         mutation=p.mutation,
         trainable=p.trainable,
-        seeds={"simulation": seed, "training": seed + 500},
-        status="completed",
-        metrics=metrics,
-        trajectory=digest_trajectory(rows),
+        seeds=Seeds(simulation=seed, training=seed + 500),
+        conn=conn,
+        tau=0.9,
+        vrest=round(0.3 + 0.05 * jitter, 6),
+        cluster=0.8,
+        test_r2=0.95,
+        pearson=0.97,
+        minutes=0.01,
+        rows=rows,
     )
 
 

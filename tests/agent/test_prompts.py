@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from treemem_factory import assert_golden, default_trainable, make_result, scenario
 
 from agent.config_policy import normalize_trainable
 from agent.prompts import (
@@ -20,6 +19,8 @@ from agent.prompts import (
 )
 from agent.reply import ReplyContext, parse_reply, validate_reply
 from experiment.records import Metrics
+from helpers.golden import assert_golden
+from helpers.results import default_trainable, scenario, slot_result
 from memory.documents import MemoryDocument, initial_memory
 
 INSTRUCTIONS = "instruction_flyvis_62_1_gs_alternate.md"
@@ -164,14 +165,14 @@ def test_baseline_batches_demand_defaults_and_later_batches_demand_replicates():
 
 
 def test_last_batch_says_configs_are_not_run():
-    results = [make_result(i) for i in range(1, 5)]
+    results = [slot_result(i) for i in range(1, 5)]
     ctx = BatchPromptInput(run_name="r", results=results, batch_start=1, n_iterations=4, memory_text="m")
     assert "This was the last batch of the run" in render_batch_prompt(ctx)
 
 
 def test_batch_start_without_result_is_rejected():
     with pytest.raises(ValueError, match="batch_start"):
-        BatchPromptInput(run_name="r", results=[make_result(1)], batch_start=5, n_iterations=8, memory_text="m")
+        BatchPromptInput(run_name="r", results=[slot_result(1)], batch_start=5, n_iterations=8, memory_text="m")
 
 
 def test_reask_prompt_carries_errors_and_previous_reply_verbatim():

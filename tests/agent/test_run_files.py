@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from treemem_factory import scenario
-
 from agent.run_files import render_memory
 from experiment.config import ClaudeConfig
+from helpers.results import scenario
 from memory.documents import MemoryDocument, initial_memory
 
 

@@ -7,14 +7,14 @@ import math
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from treemem_factory import default_trainable, make_result, scenario
 
 from agent.tree import best_node, render_ucb_scores, ucb_ranking, visit_counts
 from experiment.exploration import block_of, block_range
+from helpers.results import default_trainable, scenario, slot_result
 
 
 def test_four_root_nodes_give_the_protocol_check_value():
-    results = [make_result(i, conn=0.949 if i == 1 else 0.5) for i in range(1, 5)]
+    results = [slot_result(i, conn=0.949 if i == 1 else 0.5) for i in range(1, 5)]
     entries = ucb_ranking(results, block=1, c=1.414)
     assert entries[0].node == 1
     assert f"{entries[0].ucb:.3f}" == "2.363"
@@ -28,7 +28,7 @@ def test_block_of_and_block_range_agree():
 
 
 def test_failed_node_scores_zero_reward_and_prints_failed():
-    results = [make_result(1, conn=0.9), make_result(2, failed=True)]
+    results = [slot_result(1, conn=0.9), slot_result(2, failed=True)]
     entries = {e.node: e for e in ucb_ranking(results, 1, 1.414)}
     assert entries[2].r2 == 0.0 and entries[2].failed
     text = render_ucb_scores(list(entries.values()), 1, 1, 2, 1.414)
@@ -38,7 +38,7 @@ def test_failed_node_scores_zero_reward_and_prints_failed():
 
 
 def test_ucb_scores_header_and_line_format():
-    results = [make_result(3, conn=0.9), make_result(7, conn=0.951, parent=3, mutation="n_alternations: 4 -> 6")]
+    results = [slot_result(3, conn=0.9), slot_result(7, conn=0.951, parent=3, mutation="n_alternations: 4 -> 6")]
     entries = ucb_ranking(results, 1, 1.414)
     text = render_ucb_scores(entries, 1, 3, 7, 1.414)
     lines = text.splitlines()
@@ -51,7 +51,7 @@ def test_ucb_scores_header_and_line_format():
 
 
 def test_replicate_mean_reward_averages_the_config_over_the_whole_run():
-    results = [make_result(1, conn=0.8), make_result(13, conn=1.0)]  # same config, different blocks
+    results = [slot_result(1, conn=0.8), slot_result(13, conn=1.0)]  # same config, different blocks
     node = ucb_ranking(results, 2, 1.0, reward="node")[0]
     mean = ucb_ranking(results, 2, 1.0, reward="replicate_mean")[0]
     assert node.reward == pytest.approx(1.0)
@@ -61,7 +61,7 @@ def test_replicate_mean_reward_averages_the_config_over_the_whole_run():
 
 def test_best_node_is_highest_completed_conn_r2():
     assert best_node(scenario()).iteration == 13
-    assert best_node([make_result(1, failed=True)]) is None
+    assert best_node([slot_result(1, failed=True)]) is None
 
 
 # ----- properties -----------------------------------------------------------------------------------
@@ -101,7 +101,7 @@ def test_visits_are_one_plus_descendants(parents):
 def test_other_blocks_never_change_a_blocks_scores(block2, block1, block3, r2s):
     def build(parents, block):
         return [
-            make_result(i, conn=r2s[(i - 1) % 36], parent=p, block=block, trainable=default_trainable(n_alternations=i))
+            slot_result(i, conn=r2s[(i - 1) % 36], parent=p, block=block, trainable=default_trainable(n_alternations=i))
             for i, p in parents.items()
         ]
 
@@ -114,7 +114,7 @@ def test_other_blocks_never_change_a_blocks_scores(block2, block1, block3, r2s):
 @settings(max_examples=40, deadline=None)
 @given(forests(), st.lists(st.sampled_from([0.0, 0.5, 0.9, 0.95]), min_size=12, max_size=12))
 def test_ranking_is_best_first_with_ties_by_id(parents, r2s):
-    results = [make_result(i, conn=r2s[i - 1], parent=p) for i, p in parents.items()]
+    results = [slot_result(i, conn=r2s[i - 1], parent=p) for i, p in parents.items()]
     entries = ucb_ranking(results, 1, 1.414)
     keys = [(-e.ucb, e.node) for e in entries]
     assert keys == sorted(keys)

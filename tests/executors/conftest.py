@@ -3,7 +3,7 @@
 The fake schedulers are scripts in ``fake_bin`` put first on PATH; they keep their state in
 ``FAKE_SCHED_DIR``. The real-Slurm harness (marker ``real``) needs a running cluster named by
 ``SLURM_CONF``, which ``make test-integration`` starts; elsewhere it skips with one line. Helpers
-live in ``executor_harness`` (a unique module name: several test folders have a conftest.py).
+live in ``helpers.executor_harness`` (shared with tests/integration).
 """
 
 from __future__ import annotations
@@ -19,11 +19,9 @@ from pathlib import Path
 
 import pytest
 
-# The suite runs under --import-mode=importlib, which puts no test folder on sys.path; the
-# helper module (a name unique in the tree) is made importable for this folder's test files.
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from executor_harness import (
+from agent.executors.base import Executor
+from experiment.config import DispatchConfig
+from helpers.executor_harness import (
     FAKE_BIN,
     Harness,
     fake_control,
@@ -34,9 +32,6 @@ from executor_harness import (
     real_slurm_missing,
     real_slurm_settings,
 )
-
-from agent.executors.base import Executor
-from experiment.config import DispatchConfig
 
 
 @pytest.fixture

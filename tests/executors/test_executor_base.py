@@ -7,13 +7,13 @@ import time
 from pathlib import Path
 
 import pytest
-from executor_harness import fast_settings
 from pydantic import ValidationError
 
 from agent.executors import JobHandle, SlotJob, SubmissionError
 from agent.executors.base import describe_exit, log_tail, render_slot_script, retry_submission
 from agent.executors.local import LocalExecutor
 from experiment.records import utc_now
+from helpers.executor_harness import fast_settings
 
 
 @pytest.mark.parametrize(

@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 
 import pytest
-from executor_harness import Harness, fast_settings, runs, wait_started
 
 from agent.executors import JobHandle, JobOutcome, SubmissionError
 from experiment.records import read_status
+from helpers.executor_harness import Harness, fast_settings, runs, wait_started
 
 WAIT_S = 20.0
 

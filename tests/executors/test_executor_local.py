@@ -10,11 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from executor_harness import REPO, SLOT_JOB, fast_settings, runs
 
 from agent.executors import JobHandle, SlotJob
 from agent.executors.local import LocalExecutor, PidRecord, detect_gpus, process_start_ticks
 from experiment.records import SlotStatus, read_status, utc_now, write_status
+from helpers.executor_harness import REPO, SLOT_JOB, fast_settings, runs
 
 WAIT_S = 20.0
 

@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
-from executor_harness import REPO, fast_settings
 
 from agent.executors import SlotJob
 from agent.executors.local import PID_FILE, LocalExecutor
+from helpers.executor_harness import REPO, fast_settings
 
 WAIT_S = 20.0
 ENV_JOB = """\

@@ -9,12 +9,12 @@ import time
 from pathlib import Path
 
 import pytest
-from executor_harness import REPO, SLOT_JOB, fake_control, fast_settings, runs, wait_started
 
 from agent.executors import BackendUnavailableError, SlotJob, make_executor
 from agent.executors.local import LocalExecutor
 from agent.executors.lsf import LsfExecutor, LsfJobState, SchedulerCommandError, parse_bjobs, parse_job_id
 from agent.executors.slurm import SlurmExecutor
+from helpers.executor_harness import REPO, SLOT_JOB, fake_control, fast_settings, runs, wait_started
 
 WAIT_S = 20.0
 RESOURCES = {"gpus_per_job": 1, "cpus_per_task": 4, "mem_gb": 16, "time_min": 30, "setup": ["export SLOT_TAG=setup"]}

@@ -7,16 +7,12 @@ tests copy ``paused_run`` before resuming it, so each fault starts from the same
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # fault_helpers (a name unique in the tree)
-
-from fault_helpers import Invocation, ScriptedPolicy, agent_argv, invoke, write_tiny_config
-
 from agent import run as agent_run
+from helpers.fault_run import Invocation, ScriptedPolicy, agent_argv, invoke, write_tiny_config
 
 
 class StoppedRun:

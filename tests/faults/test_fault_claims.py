@@ -7,13 +7,13 @@ import re
 from pathlib import Path
 
 import pytest
-from fault_helpers import ScriptedPolicy, agent_argv, assert_matches_clean_run, invoke
 
 from agent import run as agent_run
 from agent.journal import Journal
 from agent.llm.base import LLMRequest
 from agent.llm.offline_policy import offline_policy
 from agent.rebuild import differing_files
+from helpers.fault_run import ScriptedPolicy, agent_argv, assert_matches_clean_run, invoke
 
 pytestmark = pytest.mark.fault("reply")
 

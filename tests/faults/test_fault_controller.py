@@ -10,7 +10,12 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from fault_helpers import (
+
+from agent import run as agent_run
+from agent.journal import Journal
+from agent.rebuild import differing_files
+from experiment import atomic
+from helpers.fault_run import (
     LockHolder,
     ScriptedPolicy,
     agent_argv,
@@ -19,11 +24,6 @@ from fault_helpers import (
     journal_lines_parse,
     stray_temp_files,
 )
-
-from agent import run as agent_run
-from agent.journal import Journal
-from agent.rebuild import differing_files
-from experiment import atomic
 
 pytestmark = pytest.mark.fault("controller")
 

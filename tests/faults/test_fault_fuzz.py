@@ -8,7 +8,6 @@ import os
 import re
 
 import pytest
-from fault_helpers import TINY, batch1_context
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,6 +16,7 @@ from agent.llm.offline_policy import OfflinePlanner
 from agent.reply import check_reply, parse_reply, validate_reply
 from agent.reply_check import ReplyContext
 from experiment.config import load_experiment
+from helpers.fault_run import TINY, batch1_context
 
 pytestmark = pytest.mark.fault("fuzz")
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fault_helpers import ScriptedPolicy, agent_argv, assert_matches_clean_run, invoke
 
 from agent import run as agent_run
 from agent.journal import Journal
 from agent.rebuild import differing_files
+from helpers.fault_run import ScriptedPolicy, agent_argv, assert_matches_clean_run, invoke
 
 pytestmark = pytest.mark.fault("llm")
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fault_helpers import ScriptedPolicy, agent_argv, assert_matches_clean_run, invoke
 
 from agent import run as agent_run
 from agent.controller import MAX_IMAGE_BYTES, MAX_REASK_ERRORS, Controller, _served_text, cap_errors
@@ -16,6 +15,7 @@ from agent.llm.base import LLMRequest, LLMResponse
 from agent.llm.offline_policy import offline_policy
 from agent.llm.transcripts import EXCERPT_CHARS, MAX_KEPT_CHARS, TextDigest, TranscriptStore
 from agent.reply_parse import MAX_REPLY_CHARS, parse_reply, size_error
+from helpers.fault_run import ScriptedPolicy, agent_argv, assert_matches_clean_run, invoke
 
 pytestmark = pytest.mark.fault("reply")
 

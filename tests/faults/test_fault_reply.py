@@ -8,7 +8,6 @@ import re
 from pathlib import Path
 
 import pytest
-from fault_helpers import ScriptedPolicy, agent_argv, batch1_context, invoke, snapshot
 
 from agent import run as agent_run
 from agent.journal import Journal
@@ -17,6 +16,7 @@ from agent.rebuild import differing_files
 from agent.reply import ReplyRejected, check_reply, parse_reply, validate_reply
 from agent.reply_check import ReplyContext
 from agent.reply_parse import MAX_REPLY_CHARS, size_error
+from helpers.fault_run import ScriptedPolicy, agent_argv, batch1_context, invoke, snapshot
 
 pytestmark = pytest.mark.fault("reply")
 

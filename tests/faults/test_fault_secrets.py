@@ -19,7 +19,6 @@ from typing import Any
 
 import httpx2
 import pytest
-from fault_helpers import agent_argv, invoke
 
 from agent import run as agent_run
 from agent.llm.anthropic_backend import AnthropicBackend
@@ -29,6 +28,7 @@ from agent.llm.offline_policy import offline_policy
 from agent.rebuild import differing_files
 from agent.views.report import build_report
 from agent.views.status import main as status_main
+from helpers.fault_run import agent_argv, invoke
 
 pytestmark = pytest.mark.fault("secrets")
 

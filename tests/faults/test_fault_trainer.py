@@ -11,11 +11,11 @@ import json
 from types import SimpleNamespace
 
 import pytest
-from fault_helpers import agent_argv, invoke, write_tiny_config
 
 from agent.journal import Journal
 from agent.rebuild import differing_files
 from experiment.exploration import SlotResult
+from helpers.fault_run import agent_argv, invoke, write_tiny_config
 
 pytestmark = pytest.mark.fault("trainer")
 

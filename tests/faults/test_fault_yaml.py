@@ -12,13 +12,13 @@ import time
 from pathlib import Path
 
 import pytest
-from fault_helpers import batch1_context
 
 from agent.config_policy import check_edit
 from agent.reply import parse_reply, validate_reply
 from agent.reply_parse import MAX_CONFIG_BLOCK_BYTES
 from experiment.config import ConfigError, load_experiment
 from experiment.yaml_io import MAX_INT_CHARS, MAX_YAML_BYTES, MAX_YAML_DEPTH, YamlError, load_yaml_text
+from helpers.fault_run import batch1_context
 
 pytestmark = pytest.mark.fault("yaml")
 

@@ -10,15 +10,11 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.integration.fake_anthropic import FakeAnthropic
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "executors"))  # executor_harness
+from helpers.fake_anthropic import FakeAnthropic
 
 FAKE_KEY = "fake-integration-key-0123456789"
 
@@ -48,7 +44,7 @@ def claude_cli() -> str:
 @pytest.fixture(scope="session")
 def real_slurm() -> None:
     """A running Slurm cluster named by SLURM_CONF, or a skip saying why not."""
-    from executor_harness import real_slurm_missing
+    from helpers.executor_harness import real_slurm_missing
 
     missing = real_slurm_missing()
     if missing:

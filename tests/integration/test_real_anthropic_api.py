@@ -13,7 +13,7 @@ from agent.llm.anthropic_backend import AnthropicBackend
 from agent.llm.base import BudgetExceeded, ImageInput, LLMCallFailed, LLMConfigError, LLMRequest
 from agent.llm.factory import make_backend, preflight
 from experiment.config import ClaudeConfig
-from tests.integration.fake_anthropic import FakeAnthropic, Step
+from helpers.fake_anthropic import FakeAnthropic, Step
 
 pytestmark = pytest.mark.real
 

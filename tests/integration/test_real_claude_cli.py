@@ -15,7 +15,7 @@ from agent.llm.base import ImageInput, LLMCallFailed, LLMConfigError, LLMRequest
 from agent.llm.claude_cli import ClaudeCliBackend, cli_env
 from agent.llm.factory import CLI_HOME, make_backend, preflight
 from experiment.config import ClaudeConfig
-from tests.integration.fake_anthropic import FakeAnthropic, Step
+from helpers.fake_anthropic import FakeAnthropic, Step
 
 pytestmark = pytest.mark.real
 

@@ -25,7 +25,7 @@ from agent.executors.slurm import SlurmExecutor
 from agent.journal import CRASH_ENV
 from agent.rebuild import differing_files
 from experiment.records import read_metrics
-from tests.loop.agent_cli import REPO, TINY, journal_events, run_agent
+from helpers.agent_cli import REPO, TINY, journal_events, run_agent
 
 pytestmark = pytest.mark.real
 
@@ -81,7 +81,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_the_real_trainer_runs_as_a_slurm_job(real_slurm, tmp_path: Path) -> None:
-    from executor_harness import fast_settings, real_slurm_settings
+    from helpers.executor_harness import fast_settings, real_slurm_settings
 
     executor = SlurmExecutor(real_slurm_settings(fast_settings(poll_s=1.0)), tmp_path / "jobs")
     out = tmp_path / "slot"

@@ -1,4 +1,4 @@
-"""Fixtures for the LLM tests (helpers live in llm_helpers.py)."""
+"""Fixtures for the LLM tests (helpers live in helpers/llm.py)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from llm_helpers import API_KEY, PRICES, ScriptedAPI, write_png
 
 from agent.llm.anthropic_backend import AnthropicBackend
+from helpers.llm import API_KEY, PRICES, ScriptedAPI, write_png
+from helpers.llm_harness import BACKENDS, LLMHarness, make_harness
 
 
 @pytest.fixture
@@ -33,6 +34,12 @@ def make_api_backend(monkeypatch: pytest.MonkeyPatch) -> Callable[..., tuple[Ant
         return backend, api
 
     return build
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LLMHarness:
+    """Each LLM backend behind the contract harness (helpers/llm_harness.py): a fresh one per test."""
+    return make_harness(request.param, tmp_path, monkeypatch)
 
 
 @pytest.fixture

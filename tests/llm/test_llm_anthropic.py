@@ -9,13 +9,13 @@ import time
 
 import httpx2
 import pytest
-from llm_helpers import API_KEY, api_error, make_request, message_json, ok
 from PIL import Image
 
 from agent.llm.anthropic_backend import AnthropicBackend
 from agent.llm.base import BudgetExceeded, ImageInput, LLMCallFailed, LLMConfigError
 from agent.llm.budget import Budget, BudgetedBackend
 from agent.llm.transcripts import RecordingBackend, TranscriptStore
+from helpers.llm import API_KEY, api_error, make_request, message_json, ok
 
 
 def test_images_are_base64_png_blocks_placed_before_the_text(make_api_backend, png):

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from llm_helpers import PRICES, make_request
 
 from agent.llm.base import BudgetExceeded, LLMBackend, LLMCallFailed, LLMConfigError, LLMRequest, LLMResponse, Usage
 from agent.llm.budget import Budget, BudgetedBackend, cost_usd, price_for, validate_price_table
 from agent.llm.transcripts import RecordingBackend, TranscriptStore
+from helpers.llm import PRICES, make_request
 
 
 class FixedBackend(LLMBackend):

@@ -4,72 +4,21 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import stat
-import sys
-import textwrap
 import time
 from pathlib import Path
 
 import pytest
-from llm_helpers import make_request
 
 from agent.llm.base import ImageInput, LLMCallFailed, LLMConfigError
 from agent.llm.claude_cli import ClaudeCliBackend
-
-FAKE = textwrap.dedent(
-    """\
-    #!{python}
-    import json, os, sys, time
-    mode = os.environ.get("FAKE_CLAUDE_MODE", "ok")
-    stdin = sys.stdin.read()
-    with open(os.environ["FAKE_CLAUDE_LOG"], "w") as fh:
-        env = {{k: v for k, v in os.environ.items() if k.startswith(("CLAUDE", "DISABLE", "HOME"))}}
-        json.dump({{"argv": sys.argv[1:], "stdin": stdin, "cwd": os.getcwd(), "env": env}}, fh)
-    if mode == "sleep":
-        time.sleep(30)
-    if mode == "garbage":
-        print("Welcome to Claude Code!")
-        sys.exit(0)
-    if mode == "crash":
-        print("Error: not logged in; run claude login", file=sys.stderr)
-        sys.exit(1)
-    result = {{
-        "type": "result", "subtype": "success", "is_error": False, "duration_ms": 1234, "num_turns": 1,
-        "result": "## Iter 1: converged", "session_id": "sess-42", "total_cost_usd": 0.0123,
-        "usage": {{"input_tokens": 500, "output_tokens": 80, "cache_read_input_tokens": 10,
-                   "cache_creation_input_tokens": 5}},
-    }}
-    if mode == "error":
-        result.update(subtype="error_during_execution", is_error=True, result="API Error: overloaded")
-    if mode == "empty":
-        result.update(result="")
-    if mode == "swap":
-        result.update(modelUsage={{"claude-other-1": {{"outputTokens": 80}}, "claude-tiny-0": {{"outputTokens": 3}}}})
-    if mode == "auth":
-        result.update(is_error=True, api_error_status=401, api_error_type="authentication_error",
-                      result="Invalid API key", modelUsage={{}})
-    if mode == "nologin":
-        result.update(is_error=True, result="Not logged in · Please run /login", modelUsage={{}})
-    print(json.dumps({{"type": "system", "subtype": "init"}}))
-    print(json.dumps(result))
-    """
-)
+from helpers.fake_claude import install_fake_claude
+from helpers.llm import make_request
 
 
 @pytest.fixture
 def fake_claude(tmp_path, monkeypatch):
     """Put a fake ``claude`` first on PATH; return the path of the log it writes (argv, stdin, cwd)."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    script = bin_dir / "claude"
-    script.write_text(FAKE.format(python=sys.executable))
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
-    log = tmp_path / "fake_claude_log.json"
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("FAKE_CLAUDE_LOG", str(log))
-    monkeypatch.setenv("FAKE_CLAUDE_MODE", "ok")
-    return log
+    return install_fake_claude(tmp_path, monkeypatch)
 
 
 def read_log(log: Path) -> dict:

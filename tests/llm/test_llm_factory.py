@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from llm_helpers import API_KEY, ScriptedAPI, make_request, ok
 
 from agent.llm.base import BudgetExceeded, LLMCallFailed, LLMConfigError
 from agent.llm.factory import make_backend
 from agent.llm.offline import OfflineBackend
 from agent.llm.transcripts import TranscriptStore
 from experiment.config import ClaudeConfig
+from helpers.llm import API_KEY, ScriptedAPI, make_request, ok
 
 
 def policy(request):

@@ -7,11 +7,11 @@ from typing import Any, get_args
 
 import httpx2
 import pytest
-from llm_helpers import api_error
 
 from agent.llm.base import LLMConfigError
 from agent.llm.factory import make_backend, preflight
 from experiment.config import ClaudeConfig
+from helpers.llm import api_error
 
 
 def model_info(model_id: str, lifecycle: str = "active", line: str | None = "opus", **extra: Any) -> dict[str, Any]:
@@ -98,11 +98,6 @@ def test_preflight_finds_the_api_backend_inside_the_run_wrappers(make_api_backen
     backend = make_backend("anthropic", settings, transcripts_dir=tmp_path / "transcripts", http_client=client)
     with pytest.raises(LLMConfigError, match="was retired"):
         preflight(backend)
-
-
-def test_replay_and_offline_backends_need_no_preflight(tmp_path) -> None:
-    backend = make_backend("offline", ClaudeConfig(), transcripts_dir=tmp_path / "t", offline_policy=lambda r: "x")
-    assert preflight(backend) == []
 
 
 def test_default_model_is_known_to_the_installed_sdk_and_not_deprecated() -> None:

@@ -6,12 +6,11 @@ import base64
 import json
 
 import pytest
-from llm_helpers import make_request, message_json, ok
 
 from agent.llm.base import ImageInput, LLMBackend, LLMCallFailed, LLMRequest, LLMResponse, Usage
-from agent.llm.offline import OfflineBackend
 from agent.llm.replay import ReplayBackend
 from agent.llm.transcripts import RecordingBackend, TranscriptStore, sha256_text
+from helpers.llm import make_request, message_json, ok
 
 
 class CountingBackend(LLMBackend):
@@ -210,11 +209,3 @@ def test_corrupt_transcript_is_a_one_line_error_naming_the_file(store):
     with pytest.raises(LLMCallFailed, match=r"0002_batch-001\.json: field") as info:
         store.records()
     assert "\n" not in str(info.value)
-
-
-def test_offline_calls_are_recorded_too(store):
-    recording = RecordingBackend(OfflineBackend(lambda request: f"policy says {request.call_id}"), store)
-    recording.complete(make_request("start", purpose="start"))
-    record = store.records()[0]
-    assert record.backend == "offline"
-    assert record.response.text == "policy says start"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.loop.agent_cli import run_agent
+from helpers.agent_cli import run_agent
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from agent.rebuild import differing_files
-from tests.loop.agent_cli import REPO, journal_events, run_agent
+from helpers.agent_cli import REPO, journal_events, run_agent
 
 TRANSCRIPTS = REPO / "tests" / "loop" / "data" / "e2e_transcripts"
 CRASH_WRAPPER = REPO / "tests" / "loop" / "crash_wrapper.py"

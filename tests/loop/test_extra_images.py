@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from experiment.config import ClaudeConfig
 from experiment.yaml_io import roundtrip_dump, roundtrip_load
-from tests.loop.agent_cli import FAKE_SLOT, TINY, run_agent
+from helpers.agent_cli import FAKE_SLOT, TINY, run_agent
 
 # The fake slot, plus a W* scatter (no rollout.png, so that kind must be skipped, not claimed).
 WRAPPER = f"""

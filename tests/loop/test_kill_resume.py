@@ -10,7 +10,7 @@ import pytest
 
 from agent.journal import CRASH_ENV
 from agent.rebuild import differing_files
-from tests.loop.agent_cli import journal_events, run_agent
+from helpers.agent_cli import journal_events, run_agent
 
 # (event after which the controller dies, occurrence): every step of the cycle, in the first and a later batch.
 CRASH_POINTS = [

@@ -12,8 +12,8 @@ import pytest
 
 from agent.journal import CRASH_ENV
 from agent.llm.optuna_policy import STUDY_FILE, open_study
-from tests.faults.fault_helpers import write_tiny_config
-from tests.loop.agent_cli import journal_events, run_agent
+from helpers.agent_cli import journal_events, run_agent
+from helpers.fault_run import write_tiny_config
 
 TrialState = optuna.trial.TrialState
 

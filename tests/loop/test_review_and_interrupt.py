@@ -8,7 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.loop.agent_cli import REPO, agent_command, journal_events, run_agent
+from helpers.agent_cli import REPO, agent_command, journal_events, run_agent
 
 
 def test_review_without_a_terminal_pauses_resumably_after_each_batch(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.loop.agent_cli import INSTRUCTIONS, REPO, journal_events, run_agent
+from helpers.agent_cli import INSTRUCTIONS, REPO, journal_events, run_agent
 
 
 def _agent(*args: str, env: dict[str, str] | None = None):

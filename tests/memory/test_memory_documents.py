@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from treemem_factory import assert_golden, scenario
 
 from agent.tree import render_ucb_scores, ucb_ranking
+from helpers.golden import assert_golden
+from helpers.results import scenario
 from memory.documents import (
     CONTROLLER_SECTIONS,
     LLM_SECTIONS,

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from treemem_factory import default_trainable, make_result, scenario
 
+from helpers.results import default_trainable, scenario, slot_result
 from memory.variance import (
     VARIANCE_HEADER,
     config_ids,
@@ -30,7 +30,7 @@ def test_config_ids_use_the_first_iteration_of_each_config():
 
 
 def test_statistics_use_sample_std_and_count_failed_runs_as_zero():
-    res = [make_result(1, conn=0.9), make_result(2, conn=0.7), make_result(3, failed=True)]
+    res = [slot_result(1, conn=0.9), slot_result(2, conn=0.7), slot_result(3, failed=True)]
     (row,) = variance_table(res)
     assert row.runs == 3 and row.iterations == [1, 2, 3]
     assert row.conn_mean == pytest.approx((0.9 + 0.7) / 3)
@@ -40,49 +40,49 @@ def test_statistics_use_sample_std_and_count_failed_runs_as_zero():
 
 
 def test_single_run_has_zero_std_and_zero_cv():
-    (row,) = variance_table([make_result(1, conn=0.5)])
+    (row,) = variance_table([slot_result(1, conn=0.5)])
     assert row.conn_std == 0.0 and row.conn_cv == 0.0 and row.verdict == "undecided"
 
 
 def test_three_tight_high_runs_are_robust():
-    res = [make_result(i, conn=0.95, tau=0.96, vrest=0.6 + 0.01 * i, cluster=0.9) for i in (1, 2, 3)]
+    res = [slot_result(i, conn=0.95, tau=0.96, vrest=0.6 + 0.01 * i, cluster=0.9) for i in (1, 2, 3)]
     assert variance_table(res)[0].verdict == "robust"
 
 
 def test_two_tight_high_runs_are_only_undecided():
-    res = [make_result(i, conn=0.95, tau=0.96, vrest=0.6, cluster=0.9) for i in (1, 2)]
+    res = [slot_result(i, conn=0.95, tau=0.96, vrest=0.6, cluster=0.9) for i in (1, 2)]
     assert variance_table(res)[0].verdict == "undecided"
 
 
 def test_a_failed_run_makes_a_config_fragile():
-    res = [make_result(1, conn=0.95), make_result(2, conn=0.95), make_result(3, failed=True)]
+    res = [slot_result(1, conn=0.95), slot_result(2, conn=0.95), slot_result(3, failed=True)]
     assert variance_table(res)[0].verdict == "fragile"
 
 
 def test_a_run_below_half_the_mean_is_fragile_even_with_moderate_cv():
     # V_rest: 0.5, 0.5, 0.5, 0.5, 0.2: mean 0.44, min 0.2 < 0.22; CV = 30% so also check min alone below
-    res = [make_result(i, vrest=v) for i, v in enumerate([0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.2], 1)]
+    res = [slot_result(i, vrest=v) for i, v in enumerate([0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.2], 1)]
     (row,) = variance_table(res)
     assert row.vrest_cv < 25.0
     assert row.verdict == "fragile"
 
 
 def test_low_but_stable_config_is_undecided():
-    res = [make_result(i, conn=0.5, tau=0.6, vrest=0.1, cluster=0.4) for i in (1, 2, 3, 4)]
+    res = [slot_result(i, conn=0.5, tau=0.6, vrest=0.1, cluster=0.4) for i in (1, 2, 3, 4)]
     assert variance_table(res)[0].verdict == "undecided"
 
 
 def test_rows_are_ordered_by_first_iteration():
     res = [
-        make_result(5, trainable=default_trainable(n_alternations=8)),
-        make_result(2, trainable=default_trainable(n_alternations=6)),
-        make_result(3),
+        slot_result(5, trainable=default_trainable(n_alternations=8)),
+        slot_result(2, trainable=default_trainable(n_alternations=6)),
+        slot_result(3),
     ]
     assert [r.config_id for r in variance_table(res)] == ["C2", "C3", "C5"]
 
 
 def test_rendered_table_has_the_protocol_header_and_cells():
-    res = [make_result(1, conn=0.9), make_result(2, conn=0.92, final_ge_peak=False)]
+    res = [slot_result(1, conn=0.9), slot_result(2, conn=0.92, final_ge_peak=False)]
     text = render_variance_table(variance_table(res))
     lines = text.splitlines()
     assert lines[0] == VARIANCE_HEADER

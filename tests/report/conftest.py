@@ -20,18 +20,18 @@ from agent.config_policy import format_mutation, load_slot_template
 from agent.journal import Journal
 from agent.run_files import RunFiles, render_analysis
 from experiment.atomic import atomic_write_text
-from experiment.exploration import ROOT, Seeds, SlotResult, digest_trajectory
+from experiment.exploration import ROOT, SlotResult
 from experiment.records import (
     R2_HEADER,
     R2_LOG,
     SLOT_LOG,
-    Metrics,
     R2Row,
     SlotStatus,
     format_r2_row,
     write_metrics,
     write_status,
 )
+from helpers.results import slot_result
 from memory.documents import initial_memory
 
 REPO = Path(__file__).resolve().parents[2]
@@ -74,8 +74,7 @@ def cut_at(events: list[tuple[str, dict[str, Any]]], type_: str, **match: Any) -
 class SyntheticRun:
     """Builds the run directory step by step; ``events`` is the full journal in controller order.
 
-    Tests reach the module's helpers and constants through this object (test modules cannot import
-    conftest under ``--import-mode=importlib``).
+    Tests reach the module's helpers and constants through this object (test modules do not import conftest).
     """
 
     budget = BUDGET
@@ -104,34 +103,26 @@ class SyntheticRun:
 
     def _result(self, it: int) -> SlotResult:
         parent, rep, n_alt, conn = PLAN[it]
-        slot = (it - 1) % N_SLOTS
         parent_t = self.template.trainable if parent == ROOT else self.trainable(PLAN[parent][2])
-        metrics = None
-        if conn is not None:
-            metrics = Metrics(
-                connectivity_R2=conn,
-                tau_R2=0.9,
-                V_rest_R2=0.3 + 0.01 * it,
-                cluster_accuracy=0.7,
-                test_R2=0.8,
-                test_pearson=0.95,
-                training_time_min=2.0 + it / 10,
-            )
-        return SlotResult(
-            iteration=it,
-            slot=slot,
-            batch=(it - 1) // N_SLOTS + 1,
-            block=(it - 1) // N_ITER_BLOCK + 1,
+        return slot_result(
+            it,
+            n_slots=N_SLOTS,
+            n_iter_block=N_ITER_BLOCK,
             parent=parent,
             replicate_of=rep,
             strategy="baseline" if it <= 8 else ("robustness-check" if rep else "exploit"),
             mutation=format_mutation(parent_t, self.trainable(n_alt), parent_id=parent, replicate_of=rep),
             trainable=self.trainable(n_alt),
-            seeds=Seeds.for_slot(it, slot),
-            status="completed" if conn is not None else "failed",
-            failure_reason=None if conn is not None else "TrainingFailed: loss is NaN at step 120",
-            metrics=metrics,
-            trajectory=digest_trajectory(r2_rows(conn)) if conn is not None else None,
+            failed=conn is None,
+            failure_reason="TrainingFailed: loss is NaN at step 120",
+            conn=conn or 0.0,
+            tau=0.9,
+            vrest=0.3 + 0.01 * it,
+            cluster=0.7,
+            test_r2=0.8,
+            pearson=0.95,
+            minutes=2.0 + it / 10,
+            rows=r2_rows(conn) if conn is not None else None,
         )
 
     def planned(self, batch: int) -> list[dict[str, Any]]:

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-FAKE_SLOT = Path(__file__).resolve().parent / "fake_slot.py"
+FAKE_SLOT = REPO / "tests" / "loop" / "fake_slot.py"
 TINY = REPO / "configs" / "flyvis_tiny.yaml"
 INSTRUCTIONS = "instruction_flyvis_62_1_gs_alternate.md"
 

@@ -1,16 +1,13 @@
-"""Synthetic SlotResults and golden-file comparison for the tree / memory / prompt tests."""
+"""The one SlotResult factory of the tests, and the 20-iteration tree scenario built with it."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+import copy
 from typing import Any
 
 from experiment.config import ExperimentConfig
-from experiment.exploration import Seeds, SlotResult, digest_trajectory
+from experiment.exploration import ROOT, Parent, Seeds, SlotResult, digest_trajectory
 from experiment.records import Metrics, R2Row
-
-GOLDEN_DIR = Path(__file__).resolve().parents[1] / "golden"
 
 
 def default_trainable(**training: Any) -> dict[str, dict[str, Any]]:
@@ -33,7 +30,7 @@ def r2_rows(conn: float, final_ge_peak: bool = True) -> list[R2Row]:
     return [R2Row(epoch=0, iteration=i, connectivity_r2=v, phase=p) for i, v, p in pts]
 
 
-def make_result(
+def slot_result(
     iteration: int,
     *,
     conn: float = 0.9,
@@ -44,22 +41,31 @@ def make_result(
     test_r2: float = 0.9,
     minutes: float = 10.0,
     failed: bool = False,
-    parent: int | str = "root",
+    failure_reason: str = "CUDA out of memory (last log line)",
+    parent: Parent = ROOT,
     trainable: dict[str, dict[str, Any]] | None = None,
     mutation: str = "[none] — baseline defaults",
     strategy: str = "baseline",
     replicate_of: int | None = None,
+    rows: list[R2Row] | None = None,
     final_ge_peak: bool = True,
     n_slots: int = 4,
     n_iter_block: int = 12,
+    slot: int | None = None,
+    batch: int | None = None,
     block: int | None = None,
+    seeds: Seeds | None = None,
+    over_time_limit: bool = False,
 ) -> SlotResult:
-    """One node; slot, batch and block follow from the iteration (block overridable)."""
-    slot = (iteration - 1) % n_slots
-    metrics = (
-        None
-        if failed
-        else Metrics(
+    """One node, the only way tests build a SlotResult.
+
+    Slot, batch and block follow from the iteration (each overridable), seeds from the slot. ``failed``
+    gives no metrics and no trajectory; otherwise the trajectory digests ``rows`` (default: ``r2_rows``).
+    """
+    slot = (iteration - 1) % n_slots if slot is None else slot
+    metrics = trajectory = None
+    if not failed:
+        metrics = Metrics(
             connectivity_R2=conn,
             tau_R2=tau,
             V_rest_R2=vrest,
@@ -68,37 +74,38 @@ def make_result(
             test_pearson=pearson,
             training_time_min=minutes,
         )
-    )
+        trajectory = digest_trajectory(rows if rows is not None else r2_rows(conn, final_ge_peak))
     return SlotResult(
         iteration=iteration,
         slot=slot,
-        batch=(iteration - 1) // n_slots + 1,
+        batch=batch if batch is not None else (iteration - 1) // n_slots + 1,
         block=block if block is not None else (iteration - 1) // n_iter_block + 1,
         parent=parent,
         replicate_of=replicate_of,
         strategy=strategy,
         mutation=mutation,
-        trainable=trainable if trainable is not None else default_trainable(),
-        seeds=Seeds.for_slot(iteration, slot),
+        trainable=copy.deepcopy(trainable) if trainable is not None else default_trainable(),
+        seeds=seeds if seeds is not None else Seeds.for_slot(iteration, slot),
         status="failed" if failed else "completed",
-        failure_reason="CUDA out of memory (last log line)" if failed else None,
+        failure_reason=failure_reason if failed else None,
         metrics=metrics,
-        trajectory=None if failed else digest_trajectory(r2_rows(conn, final_ge_peak)),
+        trajectory=trajectory,
+        over_time_limit=over_time_limit,
     )
 
 
 def scenario() -> list[SlotResult]:
     """20 iterations: block 1 = 12 baseline runs; block 2 = two batches of mutations, replicates, a failure."""
     res = [
-        make_result(i, conn=0.90 + 0.01 * (i % 4), vrest=0.40 + 0.02 * (i % 5), final_ge_peak=i % 3 != 0)
+        slot_result(i, conn=0.90 + 0.01 * (i % 4), vrest=0.40 + 0.02 * (i % 5), final_ge_peak=i % 3 != 0)
         for i in range(1, 13)
     ]
     n6 = default_trainable(n_alternations=6)
     n6_lrw = default_trainable(n_alternations=6, alternate_lr_W=1e-07)
     ratio = default_trainable(alternate_vrest_ratio=0.3)
     res += [
-        make_result(13, conn=0.951, vrest=0.612, trainable=n6, mutation="n_alternations: 4 -> 6", strategy="exploit"),
-        make_result(
+        slot_result(13, conn=0.951, vrest=0.612, trainable=n6, mutation="n_alternations: 4 -> 6", strategy="exploit"),
+        slot_result(
             14,
             conn=0.62,
             vrest=0.20,
@@ -107,14 +114,14 @@ def scenario() -> list[SlotResult]:
             strategy="explore",
             minutes=75.5,
         ),
-        make_result(
+        slot_result(
             15,
             failed=True,
             trainable=default_trainable(alternate_lr_update=1.2e-05),
             mutation="alternate_lr_update: 1.2e-06 -> 1.2e-05",
             strategy="explore",
         ),
-        make_result(
+        slot_result(
             16,
             conn=0.93,
             vrest=0.45,
@@ -122,7 +129,7 @@ def scenario() -> list[SlotResult]:
             strategy="robustness-check",
             replicate_of=1,
         ),
-        make_result(
+        slot_result(
             17,
             conn=0.949,
             vrest=0.58,
@@ -131,7 +138,7 @@ def scenario() -> list[SlotResult]:
             mutation="alternate_lr_W: 6e-07 -> 1e-07",
             strategy="exploit",
         ),
-        make_result(
+        slot_result(
             18,
             conn=0.945,
             vrest=0.60,
@@ -141,7 +148,7 @@ def scenario() -> list[SlotResult]:
             strategy="robustness-check",
             replicate_of=13,
         ),
-        make_result(
+        slot_result(
             19,
             conn=0.2,
             vrest=0.05,
@@ -151,7 +158,7 @@ def scenario() -> list[SlotResult]:
             strategy="exploit",
             final_ge_peak=False,
         ),
-        make_result(
+        slot_result(
             20,
             conn=0.94,
             vrest=0.5,
@@ -162,15 +169,3 @@ def scenario() -> list[SlotResult]:
         ),
     ]
     return res
-
-
-def assert_golden(name: str, text: str) -> None:
-    """Compare with tests/golden/<name> exactly; UPDATE_GOLDEN=1 rewrites the file instead."""
-    path = GOLDEN_DIR / name
-    if os.environ.get("UPDATE_GOLDEN") == "1":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-        return
-    assert path.exists(), f"{path}: golden file missing; run with UPDATE_GOLDEN=1 to create it"
-    expected = path.read_text(encoding="utf-8")
-    assert text == expected, f"{path}: output differs from the golden file (UPDATE_GOLDEN=1 to accept)"

@@ -6,7 +6,7 @@ or a delay before either); when the script is empty it answers with ``default_te
 is logged (method, path, headers, JSON body), including any proxy ``CONNECT`` to another host, which
 is refused: a test points ``HTTPS_PROXY`` here to prove that nothing else is contacted.
 
-    python -m tests.integration.fake_anthropic --port 8765     # serve until Ctrl-C
+    cd tests && python -m helpers.fake_anthropic --port 8765     # serve until Ctrl-C
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Helpers for the executor tests: the backend harness, the stand-in slot job, fake-scheduler controls.
 
-The fake schedulers are scripts in ``fake_bin`` put first on PATH; they keep their state in
+The fake schedulers are scripts in ``tests/executors/fake_bin`` put first on PATH; they keep their state in
 ``FAKE_SCHED_DIR``. Jobs are tiny Python scripts (``slot_job.py``) that behave as a slot would:
 write ``status.json``, sleep, print, then finish in the way the test asks for.
 """
@@ -20,9 +20,8 @@ from pathlib import Path
 from agent.executors.base import Executor, JobHandle, SlotJob
 from experiment.config import DispatchConfig
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
-FAKE_BIN = HERE / "fake_bin"
+REPO = Path(__file__).resolve().parents[2]
+FAKE_BIN = REPO / "tests" / "executors" / "fake_bin"
 FAKE_SCHED = FAKE_BIN / "_fake_sched.py"
 
 SLOT_JOB = '''\

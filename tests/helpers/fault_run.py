@@ -24,12 +24,13 @@ from agent.llm.offline_policy import offline_policy
 from agent.reply_check import ReplyContext
 from experiment.atomic import atomic_write_text
 from experiment.config import load_experiment
-from experiment.exploration import ROOT, Seeds, SlotResult, digest_trajectory
-from experiment.records import Metrics, R2Row
+from experiment.exploration import SlotResult
+from experiment.records import R2Row
 from experiment.yaml_io import roundtrip_dump, roundtrip_load
+from helpers.results import slot_result
 
 REPO = Path(__file__).resolve().parents[2]
-FAULT_SLOT = Path(__file__).resolve().with_name("fault_slot.py")
+FAULT_SLOT = REPO / "tests" / "faults" / "fault_slot.py"
 TINY = REPO / "configs" / "flyvis_tiny.yaml"
 NAME = TINY.stem  # the run name: slot configs are flyvis_tiny_SS.yaml
 INSTRUCTIONS = "instruction_flyvis_62_1_gs_alternate.md"
@@ -193,28 +194,18 @@ def baseline_result(iteration: int, trainable: Trainable, conn: float = 0.62) ->
     """A completed block-1 baseline node with a small rising R2 trajectory."""
     slot = (iteration - 1) % 4
     rows = [R2Row(epoch=0, iteration=k * 100, connectivity_r2=conn * k / 4, phase="W") for k in range(1, 5)]
-    return SlotResult(
-        iteration=iteration,
-        slot=slot,
-        batch=(iteration - 1) // 4 + 1,
-        block=1,
-        parent=ROOT,
-        replicate_of=None,
-        strategy="baseline",
-        mutation="[none] — baseline defaults",
+    return slot_result(
+        iteration,
         trainable=trainable,
-        seeds=Seeds.for_slot(iteration, slot),
-        status="completed",
-        metrics=Metrics(
-            connectivity_R2=conn + 0.01 * slot,
-            tau_R2=0.9,
-            V_rest_R2=0.3,
-            cluster_accuracy=0.8,
-            test_R2=0.95,
-            test_pearson=0.97,
-            training_time_min=0.5,
-        ),
-        trajectory=digest_trajectory(rows),
+        block=1,
+        conn=conn + 0.01 * slot,
+        tau=0.9,
+        vrest=0.3,
+        cluster=0.8,
+        test_r2=0.95,
+        pearson=0.97,
+        minutes=0.5,
+        rows=rows,
     )
 
 
