@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from agent.llm.base import LLMBackend, LLMCallFailed, LLMRequest, LLMResponse, Usage
+from agent.llm.base import LLMBackend, LLMCallFailed, LLMError, LLMRequest, LLMResponse, Usage
 
 OfflinePolicy = Callable[[LLMRequest], str]
 
@@ -20,7 +20,15 @@ class OfflineBackend(LLMBackend):
 
     def complete(self, request: LLMRequest) -> LLMResponse:
         t0 = time.monotonic()
-        text = self.policy(request)
+        try:
+            text = self.policy(request)
+        except LLMError:
+            raise
+        except Exception as err:  # a policy bug or a request it cannot read: the base class's one error type
+            detail = " ".join(str(err).split())[:300]
+            raise LLMCallFailed(
+                f"{self.name} {request.call_id}: the policy failed: {type(err).__name__}: {detail}"
+            ) from err
         if not isinstance(text, str) or not text.strip():
             raise LLMCallFailed(f"offline {request.call_id}: the offline policy returned an empty reply")
         return LLMResponse(

@@ -136,3 +136,26 @@ def test_preflight_of_a_backend_that_cannot_answer_is_a_one_line_config_error(ba
     with pytest.raises(LLMConfigError) as info:
         preflight(made)
     assert "\n" not in str(info.value) and API_KEY not in str(info.value)
+
+
+# ------------------------------------------------------------------ in-process policies keep the contract too
+
+
+def test_an_offline_policy_that_raises_fails_the_call_in_one_line() -> None:
+    from agent.llm.offline import OfflineBackend
+
+    def policy(request):  # a policy bug: reads a key the request lacks
+        return request.context["missing"]
+
+    with pytest.raises(LLMCallFailed) as err:
+        OfflineBackend(policy).complete(contract_request())
+    assert str(err.value) == "offline batch-001: the policy failed: KeyError: 'missing'"
+
+
+def test_the_optuna_policy_given_no_reply_context_fails_the_call_in_one_line(tmp_path) -> None:
+    from agent.llm.optuna_backend import OptunaBackend
+
+    request = contract_request().model_copy(update={"context": {}})
+    with pytest.raises(LLMCallFailed) as err:
+        OptunaBackend(tmp_path / "run", seed=0).complete(request)
+    assert str(err.value).startswith("optuna batch-001: the policy failed: ") and "\n" not in str(err.value)
