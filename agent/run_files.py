@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from agent.journal import Journal
 from agent.protocol import UCB_C
 from agent.state import SlotResult
 from agent.tree import block_of, block_range, block_span, render_ucb_scores, ucb_ranking
@@ -25,6 +24,9 @@ from memory.documents import (
     snapshot_memory,
 )
 from memory.variance import render_variance_table, variance_table
+
+if TYPE_CHECKING:
+    from agent.run_state import RunState
 
 RUN_JSON = "run.json"
 BASE_CONFIG = "base_config.yaml"
@@ -150,18 +152,18 @@ class RunFiles:
         return "\n".join(lines)
 
 
-def render_analysis(journal: Journal, name: str, n_iter_block: int, n_slots: int) -> str:
+def render_analysis(state: RunState, name: str, n_iter_block: int, n_slots: int) -> str:
     """analysis.md from the journal: a title, then per accepted batch reply its block heading and entries."""
     chunks = [f"# Analysis log: {name}\n"]
-    for event in journal.of_type("reply_accepted"):
-        batch = event["source_batch"]
-        if batch == 0 or not event["entries"].strip():
+    for reply in state.replies:
+        batch = reply.source_batch
+        if batch == 0 or not reply.entries.strip():
             continue
         first = (batch - 1) * n_slots + 1
         block = block_of(first, n_iter_block)
         if batch == 1 or block_of(first - n_slots, n_iter_block) != block:
             chunks.append(block_heading(block, *block_range(block, n_iter_block)) + "\n")
-        chunks.append(event["entries"].strip("\n") + "\n")
+        chunks.append(reply.entries.strip("\n") + "\n")
     return "\n".join(chunks)
 
 
