@@ -24,13 +24,13 @@ from agent.events import (
     LlmResponse,
     MemoryRead,
     ReplyAccepted,
-    ReplyRejected,
     ReviewDone,
     ReviewPause,
     RunFinished,
     SlotFinished,
     SlotSubmitted,
 )
+from agent.events import ReplyRejected as RejectedReply
 from agent.executors.base import Executor, JobHandle, JobOutcome, SlotJob
 from agent.journal import Journal
 from agent.live import LiveView
@@ -347,7 +347,7 @@ class Controller:
                 planned = resolve_proposals(reply, ctx)  # validates; raises with every error
             except ReplyRejected as rejection:
                 errors = cap_errors(rejection.errors)
-                self.journal.append(ReplyRejected(batch=batch, call_id=call_id, errors=errors))
+                self.journal.append(RejectedReply(batch=batch, call_id=call_id, errors=errors))
                 self.log(f"   analysis {call_id}: reply rejected ({len(rejection.errors)} errors): {errors[0]}")
                 response = self.journal.last(LlmResponse, call_id=call_id)
                 shown = response.reask_shown() if response is not None else text

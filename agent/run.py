@@ -241,12 +241,17 @@ def _settings(
     """The run's settings: fixed at the start (iterations), or carried over from the journal on resume."""
     state = RunState.from_events(journal.events, n_slots=config.claude.n_slots)
     started = state.started
-    if state.n_iterations is not None and args.iterations and args.iterations != state.n_iterations:
-        if args.iterations < state.n_iterations or state.n_batches in state.accepted:
-            raise UsageError(
-                f"{files.dir}: the run has {state.n_iterations} iterations and its last batch was already "
-                "planned or analysed; --resume continues it as it is (to explore further, start a new run)"
-            )
+    previous = state.n_iterations
+    if (
+        previous is not None
+        and args.iterations
+        and args.iterations != previous
+        and (args.iterations < previous or state.n_batches in state.accepted)
+    ):
+        raise UsageError(
+            f"{files.dir}: the run has {previous} iterations and its last batch was already "
+            "planned or analysed; --resume continues it as it is (to explore further, start a new run)"
+        )
     n_iterations = args.iterations or state.n_iterations or config.claude.n_iterations
     settings = RunSettings(
         run_dir=files.dir,

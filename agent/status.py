@@ -276,8 +276,10 @@ def slot_views(view: RunView, batch: int) -> list[SlotView]:
             status = None
         if status is not None:
             state = status.state
+        elif iteration in view.state.submitted:
+            state = "submitted"
         else:
-            state = "submitted" if iteration in view.state.submitted else "planned"
+            state = "planned"
         progress = read_slot_progress(folder) if state == "running" else None
         out.append(
             SlotView(
