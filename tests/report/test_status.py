@@ -115,4 +115,4 @@ def test_status_of_a_paused_run_larger_than_its_config_counts_against_its_own_si
     assert "16/20 iterations done, block 2 of 2" in text
     assert "phase: paused for review after batch 4" in text
     assert "batch 5/5 (iterations 17-20)" in text
-    assert "16/8" not in text and "of 1\n" not in text
+    assert "16/8" not in text and "block 2 of 1" not in text
