@@ -7,7 +7,6 @@ training is never re-run and a recorded LLM reply is never paid for again.
 
 from __future__ import annotations
 
-import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -47,7 +46,7 @@ from agent.prompts import (
 from agent.reply import ReplyContext, ReplyRejected, parse_reply, resolve_proposals
 from agent.reply_check import PlannedSlot
 from agent.run_files import RunFiles, render_analysis, write_controller_files
-from agent.run_state import RunState
+from agent.run_state import RunState, count_batches, iterations_of_batch
 from agent.state import Seeds, SlotResult, digest_trajectory
 from agent.tree import block_of, block_range
 from experiment.records import ACTIVITY_PNG, R2_LOG, SLOT_IMAGES, RecordError, read_metrics, read_r2_log
@@ -113,11 +112,15 @@ class Controller:
 
     @property
     def n_batches(self) -> int:
-        return math.ceil(self.s.n_iterations / self.n_slots)
+        return count_batches(self.s.n_iterations, self.n_slots)
+
+    @property
+    def planned_iterations(self) -> int:
+        """Iterations the batches hold (the last batch is full)."""
+        return self.n_batches * self.n_slots
 
     def batch_iterations(self, batch: int) -> list[int]:
-        first = (batch - 1) * self.n_slots + 1
-        return [it for it in range(first, first + self.n_slots) if it <= self.n_batches * self.n_slots]
+        return iterations_of_batch(batch, self.s.n_iterations, self.n_slots)
 
     def results(self) -> list[SlotResult]:
         return self.state.results
@@ -257,7 +260,7 @@ class Controller:
             prompt = render_start_prompt(
                 StartPromptInput(
                     run_name=self.name,
-                    n_iterations=self.n_batches * self.n_slots,
+                    n_iterations=self.planned_iterations,
                     n_iter_block=self.claude.n_iter_block,
                     n_slots=self.n_slots,
                     baseline_batches=self.claude.baseline_batches,
@@ -295,7 +298,7 @@ class Controller:
                 run_name=self.name,
                 results=results,
                 batch_start=self.batch_iterations(batch)[0],
-                n_iterations=self.n_batches * self.n_slots,
+                n_iterations=self.planned_iterations,
                 n_iter_block=self.claude.n_iter_block,
                 n_slots=self.n_slots,
                 baseline_batches=self.claude.baseline_batches,
@@ -425,7 +428,7 @@ class Controller:
             results,
             accepted.memory,
             self.claude,
-            n_iterations=self.n_batches * self.n_slots,
+            n_iterations=self.planned_iterations,
             user_input=user_input,
             batch=batch,
         )

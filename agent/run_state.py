@@ -45,6 +45,18 @@ Phase = Literal[
 ]
 
 
+def count_batches(n_iterations: int, n_slots: int) -> int:
+    """Batches a run of ``n_iterations`` plans: the last one is full even when the division leaves a rest."""
+    return math.ceil(n_iterations / n_slots)
+
+
+def iterations_of_batch(batch: int, n_iterations: int, n_slots: int) -> list[int]:
+    """The iterations of a 1-based batch; empty outside the run."""
+    first = (batch - 1) * n_slots + 1
+    last = count_batches(n_iterations, n_slots) * n_slots
+    return list(range(max(first, 1), min(first + n_slots, last + 1)))
+
+
 @dataclass
 class RunState:
     """A run as its journal describes it. Build with ``from_events``; readers never mutate it."""
@@ -144,7 +156,7 @@ class RunState:
     @property
     def n_batches(self) -> int:
         """Batches the run plans: ceil(n_iterations / batch size); 0 before the run started."""
-        return math.ceil(self.n_iterations / self.batch_size) if self.n_iterations else 0
+        return count_batches(self.n_iterations, self.batch_size) if self.n_iterations else 0
 
     @property
     def planned_iterations(self) -> int:
@@ -153,8 +165,7 @@ class RunState:
 
     def batch_iterations(self, batch: int) -> list[int]:
         """The iterations of a 1-based batch; empty outside the run."""
-        first = (batch - 1) * self.batch_size + 1
-        return list(range(max(first, 1), min(first + self.batch_size, self.planned_iterations + 1)))
+        return iterations_of_batch(batch, self.n_iterations, self.batch_size) if self.n_iterations else []
 
     # ------------------------------------------------------------------ slots and replies
     @property
