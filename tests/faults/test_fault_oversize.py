@@ -10,7 +10,7 @@ import pytest
 from fault_helpers import ScriptedPolicy, agent_argv, assert_matches_clean_run, invoke
 
 from agent import run as agent_run
-from agent.controller import MAX_IMAGE_BYTES, MAX_REASK_ERRORS, Controller, _served_text, cap_errors
+from agent.controller import MAX_IMAGE_BYTES, MAX_REASK_ERRORS, Controller, cap_errors
 from agent.events import LlmResponse, ReplyAccepted, ReplyRejected, RunStarted
 from agent.journal import MAX_EVENT_BYTES, Journal, JournalError
 from agent.llm.base import LLMRequest, LLMResponse
@@ -66,8 +66,10 @@ def test_50_mb_reply_is_one_error_a_short_reask_and_a_small_journal(
 
 def test_an_oversized_reply_served_again_from_the_journal_is_rejected_the_same_way() -> None:
     text = "z" * (MAX_REPLY_CHARS + 10)
-    event = {"text": text[:EXCERPT_CHARS], "text_digest": TextDigest.of(text).model_dump()}
-    assert parse_reply(_served_text(event)).errors == parse_reply(text).errors == [size_error(len(text))]
+    event = LlmResponse(
+        batch=1, call_id="batch-001", text=text[:EXCERPT_CHARS], text_digest=TextDigest.of(text), backend="x"
+    )
+    assert parse_reply(event.served_text()).errors == parse_reply(text).errors == [size_error(len(text))]
 
 
 def test_transcript_keeps_a_digest_of_an_oversized_reply_and_replays_it_the_same_way(tmp_path: Path) -> None:
