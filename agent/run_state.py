@@ -106,8 +106,7 @@ class RunState:
             self.n_slots = e.n_slots or self.n_slots
             if e.llm:
                 self.llms.append(e.llm)
-            self.pending_batch = self.paused_batch = self.interrupted = None
-            self.finished = False
+            self.pending_batch = self.paused_batch = self.interrupted = None  # a finished run stays finished
         elif isinstance(e, SlotSubmitted):
             self.submitted[e.iteration] = e
         elif isinstance(e, SlotFinished):

@@ -20,6 +20,7 @@ from agent.events import (
     ReplyAccepted,
     ReviewDone,
     ReviewPause,
+    RunFinished,
     RunResumed,
     RunStarted,
     SlotFinished,
@@ -175,3 +176,8 @@ def test_llm_calls_and_cost_are_summed() -> None:
     calls = [LlmResponse(batch=0, call_id=f"c{k}", text="t", backend="anthropic", cost_usd=0.5) for k in range(3)]
     state = RunState.from_events([_start(), *calls])
     assert (state.llm_calls, state.cost_usd, state.backends) == (3, 1.5, ["anthropic"])
+
+
+def test_a_finished_run_stays_finished_when_resumed() -> None:
+    state = RunState.from_events([_start(), RunFinished(n_iterations=8), RunResumed(n_iterations=8)])
+    assert state.finished and state.phase == "finished"
