@@ -420,7 +420,9 @@ class Controller:
         accepted = state.accepted.get(batch)
         assert accepted is not None
         results = state.results
-        self.files.write_analysis(render_analysis(state, self.name, self.claude.n_iter_block, self.n_slots))
+        self.files.write_analysis(
+            render_analysis(state.analysis_entries(), self.name, self.claude.n_iter_block, self.n_slots)
+        )
         read = state.memory_reads.get(batch)
         user_input = read.user_input if read else None
         write_controller_files(

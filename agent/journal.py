@@ -1,7 +1,9 @@
 """Append-only JSON-lines journal of a run: the single source of truth for resume and rebuild.
 
-Each event is one line, written with flush + fsync while holding the run's lock. A torn last
-line (a crash mid-write) is tolerated on read and cut off before the next append. An event is at most
+Events are the typed models of agent.events: ``append(SlotFinished(...))`` writes one, ``events`` and the
+lookups (``of_type(SlotFinished)``, ``last``, ``has``) return them validated; readers reduce them with
+agent.run_state.RunState. Each event is one line, written with flush + fsync while holding the run's lock.
+A torn last line (a crash mid-write) is tolerated on read and cut off before the next append. An event is at most
 MAX_EVENT_BYTES: callers store oversized texts as a digest (agent.llm.transcripts.kept_text), and an event
 over the limit is refused before anything is written, so the journal never balloons.
 """
@@ -28,7 +30,8 @@ E = TypeVar("E", bound=EventBase)
 
 
 class JournalError(RuntimeError):
-    """The journal is unreadable beyond a torn last line, or the run is locked by another controller."""
+    """The journal is unreadable beyond a torn last line (not JSON, an unknown event type, a field that breaks
+    its event's schema), or the run is locked by another controller."""
 
 
 class RunLock:
@@ -130,7 +133,7 @@ class Journal:
         name, nth = self._crash_after
         if type_ != name:
             return
-        if sum(1 for e in self.events if e.type == name) == nth:  # type: ignore[attr-defined]
+        if sum(1 for e in self.events if event_name(type(e)) == name) == nth:
             os.kill(os.getpid(), signal.SIGKILL)
 
 

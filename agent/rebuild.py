@@ -27,7 +27,9 @@ def rebuild_run_files(run_dir: Path) -> dict[str, str]:
     if state.last_start is None:
         return {}
     out: dict[str, str] = {
-        files.analysis.name: render_analysis(state, files.name, claude.n_iter_block, state.batch_size)
+        files.analysis.name: render_analysis(
+            state.analysis_entries(), files.name, claude.n_iter_block, state.batch_size
+        )
     }
 
     if state.analysis_applied:

@@ -7,8 +7,9 @@ applied again: each writer is idempotent and atomic.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from agent.protocol import UCB_C
 from agent.state import SlotResult
@@ -24,9 +25,6 @@ from memory.documents import (
     snapshot_memory,
 )
 from memory.variance import render_variance_table, variance_table
-
-if TYPE_CHECKING:
-    from agent.run_state import RunState
 
 RUN_JSON = "run.json"
 BASE_CONFIG = "base_config.yaml"
@@ -152,18 +150,18 @@ class RunFiles:
         return "\n".join(lines)
 
 
-def render_analysis(state: RunState, name: str, n_iter_block: int, n_slots: int) -> str:
-    """analysis.md from the journal: a title, then per accepted batch reply its block heading and entries."""
+def render_analysis(replies: Iterable[tuple[int, str]], name: str, n_iter_block: int, n_slots: int) -> str:
+    """analysis.md from the accepted replies (``RunState.analysis_entries()``: source batch and entries text, in
+    journal order): a title, then per batch reply its block heading and entries."""
     chunks = [f"# Analysis log: {name}\n"]
-    for reply in state.replies:
-        batch = reply.source_batch
-        if batch == 0 or not reply.entries.strip():
+    for batch, entries in replies:
+        if batch == 0 or not entries.strip():
             continue
         first = (batch - 1) * n_slots + 1
         block = block_of(first, n_iter_block)
         if batch == 1 or block_of(first - n_slots, n_iter_block) != block:
             chunks.append(block_heading(block, *block_range(block, n_iter_block)) + "\n")
-        chunks.append(reply.entries.strip("\n") + "\n")
+        chunks.append(entries.strip("\n") + "\n")
     return "\n".join(chunks)
 
 

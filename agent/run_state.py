@@ -188,6 +188,10 @@ class RunState:
                 return reply.planned
         return None
 
+    def analysis_entries(self) -> list[tuple[int, str]]:
+        """(source batch, log entries) of every accepted reply, in journal order: what analysis.md renders."""
+        return [(r.source_batch, r.entries) for r in self.replies]
+
     def n_rejected(self, batch: int) -> int:
         return len(self.rejected.get(batch, []))
 

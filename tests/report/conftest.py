@@ -216,7 +216,9 @@ class SyntheticRun:
         doc = initial_memory(NAME, "instr.md")
         doc.set_controller_sections("| Config ID |\n|---|\n| C1 |", "Node 1: UCB=1.0", "Iterations done: 16/16.")
         doc.save(self.files.memory)
-        self.files.write_analysis(render_analysis(RunState.from_events(journal.events), NAME, N_ITER_BLOCK, N_SLOTS))
+        self.files.write_analysis(
+            render_analysis(RunState.from_events(journal.events).analysis_entries(), NAME, N_ITER_BLOCK, N_SLOTS)
+        )
         return journal
 
     def write_slot(self, r: SlotResult) -> Path:
