@@ -201,7 +201,7 @@ class Controller:
 
         def finished(handle: JobHandle, outcome: JobOutcome) -> None:
             it = by_name[handle.name]
-            if not self.journal.has(SlotFinished, iteration=it):
+            if it not in self.state.finished_slots:
                 self.live.slot_finished(self._collect(plans[it], outcome))
 
         pending = list(handles.values())

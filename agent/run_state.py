@@ -41,6 +41,7 @@ Phase = Literal[
     "analysis_pending",  # the replies were rejected too often; the run stopped for a fix
     "review_pause",  # stopped after a batch for a human review
     "interrupted",  # Ctrl-C cancelled the jobs; resumable
+    "finishing",  # every batch analysed; run_finished not written yet
     "finished",
 ]
 
@@ -220,7 +221,7 @@ class RunState:
             return "starting"
         batch = self.last_applied + 1
         if batch > self.n_batches:
-            return "asking_llm"  # every analysis applied; only run_finished is left
+            return "finishing"
         if all(it in self.finished_slots for it in self.batch_iterations(batch)):
             return "asking_llm"
         return "waiting_for_slots"

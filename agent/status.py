@@ -7,6 +7,7 @@ at any time beside a live controller. ``load_run_view`` is also the report's rea
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import sys
 from datetime import UTC, datetime
@@ -161,7 +162,7 @@ def load_run_view(run_dir: str | Path) -> RunView:
         n_iter = info.get("n_iterations", claude.n_iterations)
         if not isinstance(n_iter, int) or n_iter < 1:
             raise RunViewError(f"{files.run_json}: n_iterations: must be a positive integer, got {n_iter!r}")
-        state.n_iterations = n_iter
+        state = dataclasses.replace(state, n_iterations=n_iter)
     return RunView(dir=path, name=files.name, info=info, claude=claude, state=state)
 
 
