@@ -7,7 +7,6 @@ training is never re-run and a recorded LLM reply is never paid for again.
 
 from __future__ import annotations
 
-import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -15,11 +14,26 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from agent import protocol
 from agent.config_policy import SlotTemplate, load_slot_template, slot_dataset, write_slot_config
+from agent.events import (
+    AnalysisApplied,
+    AnalysisPending,
+    ConfigsApplied,
+    LlmResponse,
+    MemoryRead,
+    ReplyAccepted,
+    ReviewDone,
+    ReviewPause,
+    RunFinished,
+    SlotFinished,
+    SlotSubmitted,
+)
+from agent.events import ReplyRejected as RejectedReply
 from agent.executors.base import Executor, JobHandle, JobOutcome, SlotJob
 from agent.journal import Journal
 from agent.llm.base import ImageInput, LLMBackend, LLMRequest
-from agent.llm.transcripts import TextDigest, kept_text
+from agent.llm.transcripts import kept_text
 from agent.prompts import (
     BatchPromptInput,
     Instructions,
@@ -31,6 +45,7 @@ from agent.prompts import (
 from agent.reply import ReplyContext, ReplyRejected, parse_reply, resolve_proposals
 from agent.reply_check import PlannedSlot
 from agent.run_files import RunFiles, render_analysis, write_controller_files
+from agent.run_state import RunState, count_batches, iterations_of_batch
 from agent.views.live import LiveView
 from agent.views.plots import plot_block_tree
 from experiment.exploration import Seeds, SlotResult, block_of, block_range, digest_trajectory
@@ -87,26 +102,34 @@ class Controller:
 
     # ------------------------------------------------------------------ derived state
     @property
+    def state(self) -> RunState:
+        """Where the run stands, reduced from the journal as it is now (every resume decision reads this)."""
+        return RunState.from_events(self.journal.events, n_slots=self.n_slots)
+
+    @property
     def n_slots(self) -> int:
         return self.claude.n_slots
 
     @property
     def n_batches(self) -> int:
-        return math.ceil(self.s.n_iterations / self.n_slots)
+        return count_batches(self.s.n_iterations, self.n_slots)
+
+    @property
+    def planned_iterations(self) -> int:
+        """Iterations the batches hold (the last batch is full)."""
+        return self.n_batches * self.n_slots
 
     def batch_iterations(self, batch: int) -> list[int]:
-        first = (batch - 1) * self.n_slots + 1
-        return [it for it in range(first, first + self.n_slots) if it <= self.n_batches * self.n_slots]
+        return iterations_of_batch(batch, self.s.n_iterations, self.n_slots)
 
     def results(self) -> list[SlotResult]:
-        found = [SlotResult.model_validate(e["result"]) for e in self.journal.of_type("slot_finished")]
-        return sorted(found, key=lambda r: r.iteration)
+        return self.state.results
 
     def planned(self, batch: int) -> list[PlannedSlot]:
-        event = self.journal.last("reply_accepted", for_batch=batch)
-        if event is None:
+        plan = self.state.plan(batch)
+        if plan is None:
             raise RuntimeError(f"journal: no accepted plan for batch {batch}")
-        return [PlannedSlot.model_validate(p) for p in event["planned"]]
+        return plan
 
     def is_block_end(self, batch: int) -> bool:
         n = self.claude.n_iter_block
@@ -114,22 +137,22 @@ class Controller:
 
     # ------------------------------------------------------------------ the cycle
     def run(self) -> None:
-        if not self.journal.has("analysis_applied", batch=0):
+        if 0 not in self.state.analysis_applied:
             self.files.init_memory(self.s.instructions_name)
             self.exchange(batch=0)
             self.apply_analysis(batch=0)
         for batch in range(1, self.n_batches + 1):
-            if self.journal.has("analysis_applied", batch=batch):
+            if batch in self.state.analysis_applied:
                 continue
             self.log(f"== batch {batch}/{self.n_batches}: iterations {self._span(batch)}")
-            if not self.journal.has("configs_applied", batch=batch):
+            if batch not in self.state.configs_applied:
                 self.apply_configs(batch)
             self.run_slots(batch)
             self.exchange(batch=batch)
             self.apply_analysis(batch=batch)
             self.review_pause(batch)
-        if not self.journal.has("run_finished"):
-            self.journal.append("run_finished", n_iterations=len(self.results()))
+        if not self.state.finished:
+            self.journal.append(RunFinished(n_iterations=len(self.results())))
         self.log(f"run finished: {len(self.results())} iterations in {self.s.run_dir}")
 
     def _span(self, batch: int) -> str:
@@ -142,7 +165,7 @@ class Controller:
         for p in self.planned(batch):
             for path in (self.files.slot_config(p.slot), self.files.iteration_config(p.iteration, p.slot)):
                 write_slot_config(self.template.text, self.name, p.slot, p.iteration, p.trainable, path)
-        self.journal.append("configs_applied", batch=batch)
+        self.journal.append(ConfigsApplied(batch=batch))
 
     # ------------------------------------------------------------------ step: train
     def slot_command(self, config: Path, out: Path, data: Path) -> list[str]:
@@ -156,12 +179,13 @@ class Controller:
     def run_slots(self, batch: int) -> None:
         """Submit what is not submitted, re-attach to what is running, collect every outcome."""
         handles: dict[int, JobHandle] = {}
+        state = self.state
         for p in self.planned(batch):
-            if self.journal.has("slot_finished", iteration=p.iteration):
+            if p.iteration in state.finished_slots:
                 continue
-            submitted = self.journal.last("slot_submitted", iteration=p.iteration)
+            submitted = state.submitted.get(p.iteration)
             if submitted is not None:
-                handle = JobHandle.model_validate(submitted["handle"])
+                handle = submitted.handle
                 if self.executor.reattach(handle):
                     self.log(f"   slot {p.slot} (iteration {p.iteration}): re-attached to job {handle.job_id}")
                     handles[p.iteration] = handle
@@ -177,7 +201,7 @@ class Controller:
 
         def finished(handle: JobHandle, outcome: JobOutcome) -> None:
             it = by_name[handle.name]
-            if not self.journal.has("slot_finished", iteration=it):
+            if it not in self.state.finished_slots:
                 self.live.slot_finished(self._collect(plans[it], outcome))
 
         pending = list(handles.values())
@@ -194,14 +218,14 @@ class Controller:
         config = self.files.iteration_config(p.iteration, p.slot)
         job = SlotJob(name=out.name, command=self.slot_command(config, out, data), out_dir=out, cwd=Path.cwd())
         handle = self.executor.submit(job)
-        self.journal.append("slot_submitted", iteration=p.iteration, slot=p.slot, handle=handle.model_dump(mode="json"))
+        self.journal.append(SlotSubmitted(iteration=p.iteration, slot=p.slot, handle=handle))
         self.log(f"   slot {p.slot} (iteration {p.iteration}): submitted as {handle.backend} job {handle.job_id}")
         return handle
 
     def _collect(self, p: PlannedSlot, outcome: JobOutcome) -> SlotResult:
         out = self.files.slot_dir(p.iteration, p.slot)
         result = collect_slot_result(p, out, outcome, self.claude.time_limit_min)
-        self.journal.append("slot_finished", iteration=p.iteration, result=result.model_dump(mode="json"))
+        self.journal.append(SlotFinished(iteration=p.iteration, result=result))
         if result.status == "completed" and result.metrics is not None:
             m = result.metrics
             self.log(
@@ -236,7 +260,7 @@ class Controller:
             prompt = render_start_prompt(
                 StartPromptInput(
                     run_name=self.name,
-                    n_iterations=self.n_batches * self.n_slots,
+                    n_iterations=self.planned_iterations,
                     n_iter_block=self.claude.n_iter_block,
                     n_slots=self.n_slots,
                     baseline_batches=self.claude.baseline_batches,
@@ -274,7 +298,7 @@ class Controller:
                 run_name=self.name,
                 results=results,
                 batch_start=self.batch_iterations(batch)[0],
-                n_iterations=self.n_batches * self.n_slots,
+                n_iterations=self.planned_iterations,
                 n_iter_block=self.claude.n_iter_block,
                 n_slots=self.n_slots,
                 baseline_batches=self.claude.baseline_batches,
@@ -300,22 +324,23 @@ class Controller:
 
     def exchange(self, batch: int) -> None:
         """One analysis exchange: prompt, validate, re-ask with the exact errors, accept or pause."""
-        if self.journal.has("reply_accepted", source_batch=batch):
+        state = self.state
+        if batch in state.accepted:
             return
         ctx = self.reply_context(batch)
-        read = self.journal.last("memory_read", batch=batch)
+        read = state.memory_reads.get(batch)
         if read is None:
             user_input = self.files.read_user_input()
-            read = self.journal.append("memory_read", batch=batch, text=self.files.read_memory(), user_input=user_input)
-        prompt, images = self.build_prompt(batch, read["text"], read["user_input"])
+            read = self.journal.append(MemoryRead(batch=batch, text=self.files.read_memory(), user_input=user_input))
+        prompt, images = self.build_prompt(batch, read.text, read.user_input)
         purpose = "start" if batch == 0 else "batch"
         base_id = "start" if batch == 0 else f"batch-{batch:03d}"
-        rejected = [e for e in self.journal.of_type("reply_rejected") if e["batch"] == batch]
+        rejected = state.rejected.get(batch, [])
         attempt = len(rejected)
         if rejected:  # resuming inside a re-ask sequence: ask again with the last errors
             last = rejected[-1]
-            previous = self.journal.last("llm_response", call_id=last["call_id"])
-            prompt, images = render_reask_prompt(last["errors"], _reask_shown(previous) if previous else ""), []
+            previous = state.responses.get(last.call_id)
+            prompt, images = render_reask_prompt(last.errors, previous.reask_shown() if previous else ""), []
         budget = attempt + self.claude.max_reasks + 1
         while attempt < budget:
             call_id = base_id if attempt == 0 else f"{base_id}-reask-{attempt}"
@@ -325,24 +350,26 @@ class Controller:
                 planned = resolve_proposals(reply, ctx)  # validates; raises with every error
             except ReplyRejected as rejection:
                 errors = cap_errors(rejection.errors)
-                self.journal.append("reply_rejected", batch=batch, call_id=call_id, errors=errors)
+                self.journal.append(RejectedReply(batch=batch, call_id=call_id, errors=errors))
                 self.log(f"   analysis {call_id}: reply rejected ({len(rejection.errors)} errors): {errors[0]}")
-                shown = _reask_shown(self.journal.last("llm_response", call_id=call_id) or {"text": text})
+                response = self.journal.last(LlmResponse, call_id=call_id)
+                shown = response.reask_shown() if response is not None else text
                 prompt, images = render_reask_prompt(errors, shown), []
                 attempt += 1
                 continue
             self.journal.append(
-                "reply_accepted",
-                source_batch=batch,
-                for_batch=batch + 1,
-                call_id=call_id,
-                entries="\n\n".join(e.text.strip("\n") for e in reply.entries),
-                memory=reply.memory,
-                planned=[p.model_dump(mode="json") for p in planned],
+                ReplyAccepted(
+                    source_batch=batch,
+                    for_batch=batch + 1,
+                    call_id=call_id,
+                    entries="\n\n".join(e.text.strip("\n") for e in reply.entries),
+                    memory=reply.memory,
+                    planned=planned,
+                )
             )
             self.log(f"   analysis {call_id}: reply accepted")
             return
-        self.journal.append("analysis_pending", batch=batch)
+        self.journal.append(AnalysisPending(batch=batch))
         raise RunPaused(
             f"{self.s.run_dir}: batch {batch}: the LLM's reply was rejected {self.claude.max_reasks + 1} times "
             f"(see journal.jsonl); fix the instructions or memory.md and run again with --resume"
@@ -357,9 +384,9 @@ class Controller:
         images: list[ImageInput],
         ctx: ReplyContext,
     ) -> str:
-        done = self.journal.last("llm_response", call_id=call_id)
+        done = self.state.responses.get(call_id)
         if done is not None:
-            return _served_text(done)
+            return done.served_text()
         request = LLMRequest(
             call_id=call_id,
             purpose=purpose,  # type: ignore[arg-type]
@@ -373,33 +400,37 @@ class Controller:
         response = self.backend.complete(request)
         kept, digest = kept_text(response.text)  # an oversized reply: its hash, size and excerpt only
         self.journal.append(
-            "llm_response",
-            batch=batch,
-            call_id=call_id,
-            text=kept,
-            **({"text_digest": digest.model_dump()} if digest is not None else {}),
-            backend=response.backend,
-            usage=response.usage.model_dump(),
-            cost_usd=response.cost_usd,
-            request_id=response.request_id,
+            LlmResponse(
+                batch=batch,
+                call_id=call_id,
+                text=kept,
+                text_digest=digest,
+                backend=response.backend,
+                usage=response.usage,
+                cost_usd=response.cost_usd,
+                request_id=response.request_id,
+            )
         )
         return response.text
 
     # ------------------------------------------------------------------ step: apply
     def apply_analysis(self, batch: int) -> None:
         """analysis.md, memory.md, ucb_scores.txt, slot configs of the next batch; block end."""
-        accepted = self.journal.last("reply_accepted", source_batch=batch)
+        state = self.state
+        accepted = state.accepted.get(batch)
         assert accepted is not None
-        results = self.results()
-        self.files.write_analysis(render_analysis(self.journal, self.name, self.claude.n_iter_block, self.n_slots))
-        read = self.journal.last("memory_read", batch=batch)
-        user_input = read["user_input"] if read else None
+        results = state.results
+        self.files.write_analysis(
+            render_analysis(state.analysis_entries(), self.name, self.claude.n_iter_block, self.n_slots)
+        )
+        read = state.memory_reads.get(batch)
+        user_input = read.user_input if read else None
         write_controller_files(
             self.files,
             results,
-            accepted["memory"],
+            accepted.memory,
             self.claude,
-            n_iterations=self.n_batches * self.n_slots,
+            n_iterations=self.planned_iterations,
             user_input=user_input,
             batch=batch,
         )
@@ -415,11 +446,12 @@ class Controller:
             self.log(f"   block {block} {how}; memory snapshot and tree plot written")
         if batch < self.n_batches:
             self.apply_configs(batch + 1)
-        self.journal.append("analysis_applied", batch=batch)
+        self.journal.append(AnalysisApplied(batch=batch))
 
     # ------------------------------------------------------------------ step: review
     def review_pause(self, batch: int) -> None:
-        if not self.s.review or batch >= self.n_batches or self.journal.has("review_done", batch=batch):
+        state = self.state
+        if not self.s.review or batch >= self.n_batches or batch in state.reviews_done:
             return
         summary = self.files.batch_summary(self.results(), batch)
         if sys.stdin is not None and sys.stdin.isatty():
@@ -427,33 +459,17 @@ class Controller:
             answer = input("Review memory.md (and write user_input.md if you like); Enter continues, q stops: ")
             if answer.strip().lower().startswith("q"):
                 raise RunPaused(f"{self.s.run_dir}: stopped for review after batch {batch}; run again with --resume")
-            self.journal.append("review_done", batch=batch)
+            self.journal.append(ReviewDone(batch=batch))
             return
-        if self.journal.has("review_pause", batch=batch):
-            self.journal.append("review_done", batch=batch)
+        if batch in state.review_pauses:
+            self.journal.append(ReviewDone(batch=batch))
             return
-        self.journal.append("review_pause", batch=batch)
+        self.journal.append(ReviewPause(batch=batch))
         self.log(summary)
         raise RunPaused(
             f"{self.s.run_dir}: paused for review after batch {batch}; edit memory.md or write user_input.md, "
             "then run again with --resume"
         )
-
-
-def _served_text(event: dict[str, Any]) -> str:
-    """A journaled reply as the controller first saw it: whole, or (oversized) its excerpt padded to its size,
-    which the size check rejects exactly as it rejected the original."""
-    digest = event.get("text_digest")
-    return TextDigest.model_validate(digest).padded() if digest else event["text"]
-
-
-def _reask_shown(event: dict[str, Any]) -> str:
-    """A journaled rejected reply as the re-ask shows it: whole, or (oversized) its excerpt and a note of its
-    size and hash, so a re-ask never pays for the rejected text again."""
-    digest = event.get("text_digest")
-    if not digest:
-        return event["text"]
-    return TextDigest.model_validate(digest).shown()
 
 
 def cap_errors(errors: list[str], limit: int = MAX_REASK_ERRORS) -> list[str]:
@@ -488,10 +504,5 @@ def collect_slot_result(p: PlannedSlot, out: Path, outcome: JobOutcome, time_lim
         trajectory = digest_trajectory(read_r2_log(out / R2_LOG))
     except RecordError:
         trajectory = None
-    return SlotResult(
-        **base,
-        status="completed",
-        metrics=metrics,
-        trajectory=trajectory,
-        over_time_limit=metrics.training_time_min > time_limit_min,
-    )
+    result = SlotResult(**base, status="completed", metrics=metrics, trajectory=trajectory)
+    return result.model_copy(update={"over_time_limit": protocol.over_time(result, time_limit_min)})

@@ -1,7 +1,9 @@
 """Append-only JSON-lines journal of a run: the single source of truth for resume and rebuild.
 
-Each event is one line, written with flush + fsync while holding the run's lock. A torn last
-line (a crash mid-write) is tolerated on read and cut off before the next append. An event is at most
+Events are the typed models of agent.events: ``append(SlotFinished(...))`` writes one, ``events`` and the
+lookups (``of_type(SlotFinished)``, ``last``, ``has``) return them validated; readers reduce them with
+agent.run_state.RunState. Each event is one line, written with flush + fsync while holding the run's lock.
+A torn last line (a crash mid-write) is tolerated on read and cut off before the next append. An event is at most
 MAX_EVENT_BYTES: callers store oversized texts as a digest (agent.llm.transcripts.kept_text), and an event
 over the limit is refused before anything is written, so the journal never balloons.
 """
@@ -12,10 +14,11 @@ import json
 import os
 import signal
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 from filelock import FileLock, Timeout
 
+from agent.events import EventBase, EventError, event_json, event_name, parse_event
 from experiment.records import utc_now
 
 JOURNAL_NAME = "journal.jsonl"
@@ -23,9 +26,12 @@ LOCK_NAME = ".controller.lock"
 CRASH_ENV = "FLYVIS_AGENT_CRASH_AFTER"
 MAX_EVENT_BYTES = 8 * 1024 * 1024  # a whole accepted reply is < 1 MB even JSON-escaped
 
+E = TypeVar("E", bound=EventBase)
+
 
 class JournalError(RuntimeError):
-    """The journal is unreadable beyond a torn last line, or the run is locked by another controller."""
+    """The journal is unreadable beyond a torn last line (not JSON, an unknown event type, a field that breaks
+    its event's schema), or the run is locked by another controller."""
 
 
 class RunLock:
@@ -49,11 +55,11 @@ class RunLock:
 
 
 class Journal:
-    """Events of one run, in order. ``append`` is durable before it returns."""
+    """Typed events of one run, in order (agent.events). ``append`` is durable before it returns."""
 
     def __init__(self, run_dir: Path) -> None:
         self.path = Path(run_dir) / JOURNAL_NAME
-        self.events: list[dict[str, Any]] = []
+        self.events: list[EventBase] = []
         self._crash_after = _parse_crash_spec(os.environ.get(CRASH_ENV, ""))
         self._load()
 
@@ -75,9 +81,10 @@ class Journal:
                     raise JournalError(f"{self.path}: line {number}: corrupt event (not JSON)") from None
                 if not complete:
                     break  # a last line without its newline was never acknowledged
-                if not isinstance(event, dict) or "type" not in event:
-                    raise JournalError(f"{self.path}: line {number}: event without a type")
-                self.events.append(event)
+                try:
+                    self.events.append(parse_event(event))
+                except EventError as err:
+                    raise JournalError(f"{self.path}: line {number}: {err}") from None
             if complete:
                 self._valid_size = end + 1
             offset = end + 1
@@ -89,10 +96,11 @@ class Journal:
                 fh.flush()
                 os.fsync(fh.fileno())
 
-    def append(self, type_: str, **data: Any) -> dict[str, Any]:
-        """Record an event durably; then honour a crash point (fault-injection tests)."""
-        event = {"type": type_, "seq": len(self.events) + 1, "at": utc_now(), **data}
-        line = (json.dumps(event, allow_nan=False, default=_json_default) + "\n").encode("utf-8")
+    def append(self, event: E) -> E:
+        """Record an event durably (stamped with its seq and time); then honour a crash point (fault injection)."""
+        stamped = event.model_copy(update={"seq": len(self.events) + 1, "at": utc_now()})
+        type_ = event_name(type(event))
+        line = (json.dumps(event_json(stamped), allow_nan=False) + "\n").encode("utf-8")
         if len(line) > MAX_EVENT_BYTES:
             raise JournalError(
                 f"{self.path}: event {type_} of {len(line):,} bytes is over the limit of {MAX_EVENT_BYTES:,}"
@@ -104,21 +112,20 @@ class Journal:
             fh.flush()
             os.fsync(fh.fileno())
         self._valid_size = self.path.stat().st_size
-        self.events.append(json.loads(line))
+        self.events.append(stamped)
         self._maybe_crash(type_)
-        return event
+        return stamped
 
-    def of_type(self, type_: str) -> list[dict[str, Any]]:
-        return [e for e in self.events if e["type"] == type_]
+    def of_type(self, cls: type[E], **match: object) -> list[E]:
+        """The events of one model, in order, whose fields equal ``match``."""
+        return [e for e in self.events if isinstance(e, cls) and all(getattr(e, k) == v for k, v in match.items())]
 
-    def last(self, type_: str, **match: Any) -> dict[str, Any] | None:
-        for e in reversed(self.events):
-            if e["type"] == type_ and all(e.get(k) == v for k, v in match.items()):
-                return e
-        return None
+    def last(self, cls: type[E], **match: object) -> E | None:
+        found = self.of_type(cls, **match)
+        return found[-1] if found else None
 
-    def has(self, type_: str, **match: Any) -> bool:
-        return self.last(type_, **match) is not None
+    def has(self, cls: type[E], **match: object) -> bool:
+        return self.last(cls, **match) is not None
 
     def _maybe_crash(self, type_: str) -> None:
         if not self._crash_after:
@@ -126,7 +133,7 @@ class Journal:
         name, nth = self._crash_after
         if type_ != name:
             return
-        if sum(1 for e in self.events if e["type"] == name) == nth:
+        if sum(1 for e in self.events if event_name(type(e)) == name) == nth:
             os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -136,11 +143,3 @@ def _parse_crash_spec(spec: str) -> tuple[str, int] | None:
         return None
     name, _, nth = spec.partition(":")
     return name, int(nth) if nth else 1
-
-
-def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "model_dump"):
-        return obj.model_dump(mode="json")
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

@@ -7,68 +7,54 @@ controller read before the last analysis (human edits included) plus the accepte
 
 from __future__ import annotations
 
-import math
 import sys
 from pathlib import Path
 
 from agent.cli_args import REBUILD_EXIT_CODES, OneLineParser, exit_codes_epilog
 from agent.config_policy import load_slot_template, render_slot_config
 from agent.journal import Journal
-from agent.reply_check import PlannedSlot
 from agent.run_files import RunFiles, render_analysis, render_memory
+from agent.run_state import RunState
 from experiment.atomic import atomic_write_text
-from experiment.exploration import SlotResult
 
 
 def rebuild_run_files(run_dir: Path) -> dict[str, str]:
     """File name (relative to the run directory) -> the text the journal implies."""
     files = RunFiles(run_dir)
-    journal = Journal(run_dir)
     template = load_slot_template(files.base_config)
     claude = template.config.claude
-    started = journal.last("run_resumed") or journal.last("run_started")
-    if started is None:
+    state = RunState.from_events(Journal(run_dir).events, n_slots=claude.n_slots)
+    if state.last_start is None:
         return {}
-    n_iterations = math.ceil(started["n_iterations"] / claude.n_slots) * claude.n_slots
     out: dict[str, str] = {
-        files.analysis.name: render_analysis(journal, files.name, claude.n_iter_block, claude.n_slots)
+        files.analysis.name: render_analysis(
+            state.analysis_entries(), files.name, claude.n_iter_block, state.batch_size
+        )
     }
 
-    applied = journal.of_type("analysis_applied")
-    if applied:
-        batch = applied[-1]["batch"]
-        accepted = journal.last("reply_accepted", source_batch=batch)
-        read = journal.last("memory_read", batch=batch)
-        results = sorted(
-            (
-                SlotResult.model_validate(e["result"])
-                for e in journal.of_type("slot_finished")
-                if e["result"]["batch"] <= batch
-            ),
-            key=lambda r: r.iteration,
-        )
+    if state.analysis_applied:
+        batch = state.last_applied
+        accepted = state.accepted.get(batch)
+        read = state.memory_reads.get(batch)
+        results = [r for r in state.results if r.batch <= batch]
         if accepted is not None and read is not None:
             memory, ucb = render_memory(
-                read["text"],
+                read.text,
                 results,
-                accepted["memory"],
+                accepted.memory,
                 claude,
-                n_iterations=n_iterations,
-                user_input=read["user_input"],
+                n_iterations=state.planned_iterations,
+                user_input=read.user_input,
                 batch=batch,
             )
             out[files.memory.name] = memory
             if ucb is not None:
                 out[files.ucb_scores.name] = ucb
-    configs = journal.of_type("configs_applied")
-    if configs:
-        batch = configs[-1]["batch"]
-        plan = journal.last("reply_accepted", for_batch=batch)
-        if plan is not None:
-            for p in (PlannedSlot.model_validate(x) for x in plan["planned"]):
-                text = render_slot_config(template.text, files.name, p.slot, p.iteration, p.trainable)
-                out[files.slot_config(p.slot).name] = text
-                out[str(files.iteration_config(p.iteration, p.slot).relative_to(files.dir))] = text
+    if state.configs_applied:
+        for p in state.plan(max(state.configs_applied)) or []:
+            text = render_slot_config(template.text, files.name, p.slot, p.iteration, p.trainable)
+            out[files.slot_config(p.slot).name] = text
+            out[str(files.iteration_config(p.iteration, p.slot).relative_to(files.dir))] = text
     return out
 
 

@@ -11,13 +11,11 @@ before anything is written; the exit codes (``agent.cli_args.RUN_EXIT_CODES``) a
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from agent.cli_args import (
     EXIT_BAD_INPUT,
@@ -33,7 +31,8 @@ from agent.cli_args import (
     positive_int,
 )
 from agent.controller import Controller, RunPaused, RunSettings
-from agent.executors.base import Executor, JobHandle
+from agent.events import Interrupted, RunResumed, RunStarted
+from agent.executors.base import Executor
 from agent.journal import Journal, JournalError, RunLock
 from agent.llm.base import LLMBackend, LLMError
 from agent.llm.budget import Budget
@@ -41,6 +40,7 @@ from agent.llm.factory import BACKEND_NAMES, make_backend, preflight
 from agent.llm.offline_policy import offline_policy
 from agent.prompts import Instructions, PromptError, load_instructions
 from agent.run_files import RunFiles
+from agent.run_state import RunState
 from experiment.config import ConfigError, ExperimentConfig, load_experiment
 from experiment.records import utc_now
 from experiment.yaml_io import YamlError
@@ -170,15 +170,13 @@ def make_dispatch(args: argparse.Namespace, config: ExperimentConfig, files: Run
 
 def cancel_active(journal: Journal, executor: Executor) -> int:
     """Ctrl-C: cancel the run's jobs that were submitted and have not finished."""
-    finished = {e["iteration"] for e in journal.of_type("slot_finished")}
     n = 0
-    for e in journal.of_type("slot_submitted"):
-        if e["iteration"] not in finished:
-            try:
-                executor.cancel(JobHandle.model_validate(e["handle"]))
-                n += 1
-            except Exception as err:
-                print(f"could not cancel job of iteration {e['iteration']}: {err}", file=sys.stderr)
+    for submitted in RunState.from_events(journal.events).unfinished_submissions():
+        try:
+            executor.cancel(submitted.handle)
+            n += 1
+        except Exception as err:
+            print(f"could not cancel job of iteration {submitted.iteration}: {err}", file=sys.stderr)
     return n
 
 
@@ -210,7 +208,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m agent.run") -> in
                 controller.run()
             except KeyboardInterrupt:
                 n = cancel_active(journal, executor)
-                journal.append("interrupted", cancelled_jobs=n)
+                journal.append(Interrupted(cancelled_jobs=n))
                 print(f"interrupted: cancelled {n} job(s); resume with --resume", file=sys.stderr)
                 return EXIT_INTERRUPTED
             finally:
@@ -241,16 +239,20 @@ def _settings(
     journal: Journal,
 ) -> RunSettings:
     """The run's settings: fixed at the start (iterations), or carried over from the journal on resume."""
-    started = journal.last("run_started")
-    previous = journal.last("run_resumed") or started
-    if previous is not None and args.iterations and args.iterations != previous["n_iterations"]:
-        last_batch = math.ceil(previous["n_iterations"] / config.claude.n_slots)
-        if args.iterations < previous["n_iterations"] or journal.has("reply_accepted", source_batch=last_batch):
-            raise UsageError(
-                f"{files.dir}: the run has {previous['n_iterations']} iterations and its last batch was already "
-                "planned or analysed; --resume continues it as it is (to explore further, start a new run)"
-            )
-    n_iterations = args.iterations or (previous["n_iterations"] if previous else config.claude.n_iterations)
+    state = RunState.from_events(journal.events, n_slots=config.claude.n_slots)
+    started = state.started
+    previous = state.n_iterations
+    if (
+        previous is not None
+        and args.iterations
+        and args.iterations != previous
+        and (args.iterations < previous or state.n_batches in state.accepted)
+    ):
+        raise UsageError(
+            f"{files.dir}: the run has {previous} iterations and its last batch was already "
+            "planned or analysed; --resume continues it as it is (to explore further, start a new run)"
+        )
+    n_iterations = args.iterations or state.n_iterations or config.claude.n_iterations
     settings = RunSettings(
         run_dir=files.dir,
         config_path=base_config,
@@ -260,20 +262,21 @@ def _settings(
         review=args.review,
         trainer_iterations=args.trainer_iterations
         if args.trainer_iterations is not None
-        else (started or {}).get("trainer_iterations"),
-        slot_command=args.slot_command if args.slot_command else (started or {}).get("slot_command"),
+        else (started.trainer_iterations if started else None),
+        slot_command=args.slot_command if args.slot_command else (started.slot_command if started else None),
     )
-    event: dict[str, Any] = {
+    recorded = {
         "instructions": instructions.name,
         "n_iterations": settings.n_iterations,
+        "n_slots": state.batch_size,
         "llm": args.llm,
         "trainer_iterations": settings.trainer_iterations,
         "slot_command": settings.slot_command,
     }
     if started is None:
-        journal.append("run_started", name=files.name, **event)
+        journal.append(RunStarted(name=files.name, **recorded))
     else:
-        journal.append("run_resumed", **event)
+        journal.append(RunResumed(**recorded))
     return settings
 
 

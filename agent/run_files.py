@@ -7,10 +7,10 @@ applied again: each writer is idempotent and atomic.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from agent.journal import Journal
 from agent.protocol import over_time
 from agent.tree import best_node, block_span, render_ucb_scores, ucb_ranking
 from experiment.atomic import atomic_write_json, atomic_write_text
@@ -151,18 +151,18 @@ class RunFiles:
         return "\n".join(lines)
 
 
-def render_analysis(journal: Journal, name: str, n_iter_block: int, n_slots: int) -> str:
-    """analysis.md from the journal: a title, then per accepted batch reply its block heading and entries."""
+def render_analysis(replies: Iterable[tuple[int, str]], name: str, n_iter_block: int, n_slots: int) -> str:
+    """analysis.md from the accepted replies (``RunState.analysis_entries()``: source batch and entries text, in
+    journal order): a title, then per batch reply its block heading and entries."""
     chunks = [f"# Analysis log: {name}\n"]
-    for event in journal.of_type("reply_accepted"):
-        batch = event["source_batch"]
-        if batch == 0 or not event["entries"].strip():
+    for batch, entries in replies:
+        if batch == 0 or not entries.strip():
             continue
         first = (batch - 1) * n_slots + 1
         block = block_of(first, n_iter_block)
         if batch == 1 or block_of(first - n_slots, n_iter_block) != block:
             chunks.append(block_heading(block, *block_range(block, n_iter_block)) + "\n")
-        chunks.append(event["entries"].strip("\n") + "\n")
+        chunks.append(entries.strip("\n") + "\n")
     return "\n".join(chunks)
 
 

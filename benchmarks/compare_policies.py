@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from agent.events import RunFinished  # noqa: E402
 from agent.journal import Journal  # noqa: E402
 from agent.views.status import load_run_view  # noqa: E402
 from experiment.atomic import atomic_write_text  # noqa: E402
@@ -67,7 +68,7 @@ class RunSummary(BaseModel):
 def summarize(run_dir: Path, policy: str, repeat: int, wall_s: float | None) -> RunSummary:
     view = load_run_view(run_dir)
     results = view.results
-    finished = view.last("run_finished") is not None
+    finished = view.state.finished
     out = RunSummary(
         policy=policy, repeat=repeat, run_dir=str(run_dir), finished=finished, iterations=len(results), wall_s=wall_s
     )
@@ -92,7 +93,7 @@ def run_policy(
 ) -> tuple[int, float | None]:
     """Start (or resume) one run; returns its exit code and wall time (None when it was already finished)."""
     journal = run_dir / "journal.jsonl"
-    if journal.exists() and Journal(run_dir).has("run_finished"):
+    if journal.exists() and Journal(run_dir).has(RunFinished):
         return 0, None
     llm = "replay" if policy == "llm-replay" else policy
     cmd = [sys.executable, "-m", "agent.run", "--instructions", INSTRUCTIONS, "--run-dir", str(run_dir)]

@@ -252,8 +252,7 @@ POLICIES = {
 
 def run_policy(view: RunView) -> str:
     """Which policy proposed the configs: the --llm choice of each start or resume in the journal."""
-    used = [e["llm"] for e in view.events if e["type"] in ("run_started", "run_resumed") and e.get("llm")]
-    return ", then ".join(POLICIES.get(name, name) for name in dict.fromkeys(used)) or "?"
+    return ", then ".join(POLICIES.get(name, name) for name in dict.fromkeys(view.state.llms)) or "?"
 
 
 def header_section(view: RunView) -> str:
@@ -264,7 +263,7 @@ def header_section(view: RunView) -> str:
         ("run directory", str(view.dir)),
         ("phase", run_phase(view)),
         ("iterations done", f"{len(view.results)} / {view.n_iterations} ({view.n_batches} batches of "
-                            f"{view.claude.n_slots}, blocks of {view.claude.n_iter_block})"),
+                            f"{view.state.batch_size}, blocks of {view.claude.n_iter_block})"),
         ("failed iterations", str(sum(r.status == "failed" for r in view.results))),
         ("policy", run_policy(view)),
         ("LLM backend", ", ".join(totals.backends) or str(view.info.get("llm", "?"))),

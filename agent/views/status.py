@@ -7,19 +7,20 @@ at any time beside a live controller. ``load_run_view`` is also the report's rea
 
 from __future__ import annotations
 
-import math
+import dataclasses
 import re
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from agent.cli_args import VIEW_EXIT_CODES, OneLineParser, exit_codes_epilog
 from agent.config_policy import load_slot_template
 from agent.journal import Journal, JournalError
 from agent.run_files import RunFiles
+from agent.run_state import RunState
 from agent.tree import best_node
 from experiment.config import ClaudeConfig
 from experiment.exploration import SlotResult, block_of
@@ -87,36 +88,36 @@ class LlmTotals(BaseModel):
 
 
 class RunView(BaseModel):
-    """Everything the status command and the report read from a run directory."""
+    """Everything the status command and the report read from a run directory; the journal as its RunState."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
     dir: Path
     name: str
     info: dict[str, Any]
-    n_iterations: int
     claude: ClaudeConfig
-    events: list[dict[str, Any]]
-    results: list[SlotResult]
+    state: RunState
 
     @property
     def files(self) -> RunFiles:
         return RunFiles(self.dir)
 
     @property
+    def results(self) -> list[SlotResult]:
+        return self.state.results
+
+    @property
+    def n_iterations(self) -> int:
+        """The run's size as its journal recorded it (--iterations), not the config's default."""
+        assert self.state.n_iterations is not None
+        return self.state.n_iterations
+
+    @property
     def n_batches(self) -> int:
-        return math.ceil(self.n_iterations / self.claude.n_slots)
+        return self.state.n_batches
 
     def batch_iterations(self, batch: int) -> list[int]:
-        first = (batch - 1) * self.claude.n_slots + 1
-        return list(range(first, min(first + self.claude.n_slots, self.n_batches * self.claude.n_slots + 1)))
-
-    def of_type(self, type_: str, **match: Any) -> list[dict[str, Any]]:
-        return [e for e in self.events if e["type"] == type_ and all(e.get(k) == v for k, v in match.items())]
-
-    def last(self, type_: str, **match: Any) -> dict[str, Any] | None:
-        found = self.of_type(type_, **match)
-        return found[-1] if found else None
+        return self.state.batch_iterations(batch)
 
 
 # ---------------------------------------------------------------------------------------------- reading
@@ -153,26 +154,16 @@ def load_run_view(run_dir: str | Path) -> RunView:
         raise RunViewError(f"{path}: not a run directory (neither run.json nor journal.jsonl)")
     claude = _read_claude(files)
     try:
-        events = Journal(path).events
+        state = RunState.from_events(Journal(path).events, n_slots=claude.n_slots)
     except (JournalError, OSError) as err:
         raise RunViewError(str(err)) from None
-    try:
-        results = sorted(
-            (SlotResult.model_validate(e["result"]) for e in events if e["type"] == "slot_finished"),
-            key=lambda r: r.iteration,
-        )
-    except (KeyError, ValidationError) as err:
-        raise RunViewError(
-            f"{path / 'journal.jsonl'}: slot_finished.result: invalid ({err.__class__.__name__})"
-        ) from None
     # the journal knows --iterations (and a resume that extended it); run.json and the config may not
-    starts = [e for e in events if e["type"] in ("run_started", "run_resumed") and "n_iterations" in e]
-    n_iter = starts[-1]["n_iterations"] if starts else info.get("n_iterations", claude.n_iterations)
-    if not isinstance(n_iter, int) or n_iter < 1:
-        raise RunViewError(f"{files.run_json}: n_iterations: must be a positive integer, got {n_iter!r}")
-    return RunView(
-        dir=path, name=files.name, info=info, n_iterations=n_iter, claude=claude, events=events, results=results
-    )
+    if state.n_iterations is None:  # no start event yet
+        n_iter = info.get("n_iterations", claude.n_iterations)
+        if not isinstance(n_iter, int) or n_iter < 1:
+            raise RunViewError(f"{files.run_json}: n_iterations: must be a positive integer, got {n_iter!r}")
+        state = dataclasses.replace(state, n_iterations=n_iter)
+    return RunView(dir=path, name=files.name, info=info, claude=claude, state=state)
 
 
 def parse_progress(text: str) -> SlotProgress | None:
@@ -203,24 +194,17 @@ def read_slot_progress(out_dir: Path) -> SlotProgress | None:
 
 
 def llm_totals(view: RunView) -> LlmTotals:
-    totals = LlmTotals()
-    for e in view.of_type("llm_response"):
-        usage = e.get("usage") or {}
-        totals.calls += 1
-        totals.cost_usd += float(e.get("cost_usd") or 0.0)
-        totals.input_tokens += int(usage.get("input_tokens") or 0)
-        totals.output_tokens += int(usage.get("output_tokens") or 0)
-        if e.get("backend") and e["backend"] not in totals.backends:
-            totals.backends.append(e["backend"])
-    return totals
+    s = view.state
+    return LlmTotals(
+        calls=s.llm_calls,
+        cost_usd=s.cost_usd,
+        input_tokens=s.input_tokens,
+        output_tokens=s.output_tokens,
+        backends=list(s.backends),
+    )
 
 
 # ---------------------------------------------------------------------------------------------- phase
-
-
-def _applied_batch(view: RunView) -> int:
-    """Highest batch whose analysis was applied; -1 before the PARALLEL START reply was applied."""
-    return max((int(e["batch"]) for e in view.of_type("analysis_applied")), default=-1)
 
 
 def _span(view: RunView, batch: int) -> str:
@@ -228,49 +212,46 @@ def _span(view: RunView, batch: int) -> str:
     return f"{its[0]}-{its[-1]}" if its else "-"
 
 
-def _rejected(view: RunView, batch: int) -> int:
-    return len(view.of_type("reply_rejected", batch=batch))
-
-
 def current_batch(view: RunView) -> int:
     """The batch the run is working on (the last one once all analyses are applied); 0 = PARALLEL START."""
-    return min(_applied_batch(view) + 1, view.n_batches)
+    return view.state.current_batch
 
 
 def run_phase(view: RunView) -> str:
     """One line: finished / analysis pending / paused for review / training / waiting for analysis ..."""
-    if view.last("run_finished") is not None:
+    state = view.state
+    phase = state.phase
+    if phase == "finished":
         return "finished"
-    pending = view.last("analysis_pending")
-    if pending is not None and not any(
-        e["seq"] > pending["seq"] for e in view.of_type("reply_accepted", source_batch=pending["batch"])
-    ):
-        b = pending["batch"]
-        return f"analysis pending for batch {b} ({_rejected(view, b)} rejected replies); fix, then resume"
-    pause = view.last("review_pause")
-    if pause is not None and view.last("review_done", batch=pause["batch"]) is None:
-        return f"paused for review after batch {pause['batch']}"
-    applied = _applied_batch(view)
-    if applied < 0:
-        if view.last("reply_accepted", source_batch=0) is not None:
+    if phase == "interrupted":
+        assert state.interrupted is not None
+        return f"interrupted ({state.interrupted.cancelled_jobs} jobs cancelled); resume with --resume"
+    if phase == "analysis_pending":
+        b = state.pending_batch
+        assert b is not None
+        return f"analysis pending for batch {b} ({state.n_rejected(b)} rejected replies); fix, then resume"
+    if phase == "review_pause":
+        return f"paused for review after batch {state.paused_batch}"
+    if phase == "starting":
+        if 0 in state.accepted:
             return "applying the PARALLEL START reply"
         return "waiting for the PARALLEL START reply" + _rejected_note(view, 0)
-    batch = applied + 1
-    if batch > view.n_batches:
+    batch = state.last_applied + 1
+    if batch > state.n_batches:
         return "finishing (all batches analysed)"
-    if view.last("configs_applied", batch=batch) is None:
+    if batch not in state.configs_applied:
         return f"writing the configs of batch {batch}"
     planned = view.batch_iterations(batch)
-    done = {r.iteration for r in view.results} & set(planned)
+    done = set(state.finished_slots) & set(planned)
     if len(done) < len(planned):
         return f"training batch {batch} (iterations {_span(view, batch)}): {len(done)}/{len(planned)} slots done"
-    if view.last("reply_accepted", source_batch=batch) is None:
+    if batch not in state.accepted:
         return f"waiting for analysis of batch {batch} (iterations {_span(view, batch)})" + _rejected_note(view, batch)
     return f"applying the analysis of batch {batch}"
 
 
 def _rejected_note(view: RunView, batch: int) -> str:
-    n = _rejected(view, batch)
+    n = view.state.n_rejected(batch)
     return f" ({n} rejected replies so far)" if n else ""
 
 
@@ -279,9 +260,8 @@ def _rejected_note(view: RunView, batch: int) -> str:
 
 def slot_views(view: RunView, batch: int) -> list[SlotView]:
     """The batch's planned slots with their state (journal first, then status.json) and progress."""
-    accepted = view.last("reply_accepted", for_batch=batch)
-    planned = [(int(p["iteration"]), int(p["slot"])) for p in (accepted or {}).get("planned", [])]
-    results = {r.iteration: r for r in view.results}
+    planned = [(p.iteration, p.slot) for p in view.state.plan(batch) or []]
+    results = view.state.finished_slots
     files = view.files
     out = []
     for iteration, slot in sorted(planned, key=lambda p: p[1]):
@@ -297,8 +277,10 @@ def slot_views(view: RunView, batch: int) -> list[SlotView]:
             status = None
         if status is not None:
             state = status.state
+        elif iteration in view.state.submitted:
+            state = "submitted"
         else:
-            state = "submitted" if view.last("slot_submitted", iteration=iteration) else "planned"
+            state = "planned"
         progress = read_slot_progress(folder) if state == "running" else None
         out.append(
             SlotView(
@@ -355,7 +337,7 @@ def render_status(view: RunView, now: datetime | None = None) -> str:
     """The terminal report: run line, phase, the current batch's slots, best node, LLM cost and budget."""
     done = len(view.results)
     last_it = max((r.iteration for r in view.results), default=1)
-    n_blocks = block_of(view.n_batches * view.claude.n_slots, view.claude.n_iter_block)
+    n_blocks = block_of(view.state.planned_iterations, view.claude.n_iter_block)
     lines = [
         f"run {view.name} ({view.dir}): {done}/{view.n_iterations} iterations done, "
         f"block {block_of(last_it, view.claude.n_iter_block)} of {n_blocks}",

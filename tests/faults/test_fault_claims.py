@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from agent import run as agent_run
+from agent.events import ReplyRejected
 from agent.journal import Journal
 from agent.llm.base import LLMRequest
 from agent.llm.offline_policy import offline_policy
@@ -41,9 +42,9 @@ def test_planted_claims_are_rejected_and_the_reasked_reply_is_what_analysis_md_r
     monkeypatch.setattr(agent_run, "offline_policy", ScriptedPolicy({"batch-001": planted}))
     done = invoke(agent_argv(run_dir, paused_run.config, "--resume"))
     assert done.code == 0, done.err
-    rejected = Journal(run_dir).of_type("reply_rejected")
-    assert [e["call_id"] for e in rejected] == ["batch-001"]
-    errors = rejected[0]["errors"]
+    rejected = Journal(run_dir).of_type(ReplyRejected)
+    assert [e.call_id for e in rejected] == ["batch-001"]
+    errors = rejected[0].errors
     assert [e.split(" states ")[0] for e in errors] == [
         "Iter 2: Observation: 'connectivity_R2 reached 0.9990'",
         "Iter 3: line 10 'Best metrics: connectivity_R2=0.9500,...': 'connectivity_R2=0.9500'",
@@ -63,6 +64,6 @@ def test_planted_claims_at_every_attempt_pause_the_run_and_leave_analysis_md_unc
     monkeypatch.setattr(agent_run, "offline_policy", ScriptedPolicy(dict.fromkeys(calls, planted)))
     paused = invoke(agent_argv(run_dir, paused_run.config, "--resume"))
     assert paused.code == agent_run.EXIT_PAUSED, paused.err
-    assert [e["call_id"] for e in Journal(run_dir).of_type("reply_rejected")] == list(calls)
+    assert [e.call_id for e in Journal(run_dir).of_type(ReplyRejected)] == list(calls)
     assert (run_dir / "analysis.md").read_bytes() == before
     assert differing_files(run_dir) == []

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from agent import run as agent_run
+from agent.events import AnalysisApplied, LlmResponse, ReplyAccepted
 from agent.journal import Journal
 from agent.rebuild import differing_files
 from experiment import atomic
@@ -142,7 +143,7 @@ def test_disk_full_during_apply_leaves_the_old_file_and_a_consistent_journal(dis
     assert stray_temp_files(run.run_dir) == []
     assert journal_lines_parse(run.run_dir)
     journal = Journal(run.run_dir)
-    assert journal.has("reply_accepted", source_batch=0) and not journal.has("analysis_applied", batch=0)
+    assert journal.has(ReplyAccepted, source_batch=0) and not journal.has(AnalysisApplied, batch=0)
 
 
 def test_disk_full_during_apply_resumes_to_the_uninterrupted_result(
@@ -153,7 +154,7 @@ def test_disk_full_during_apply_resumes_to_the_uninterrupted_result(
     resumed = invoke(agent_argv(run_dir, disk_full_run.config, "--resume"))
     assert resumed.code == 0, resumed.err
     assert_matches_clean_run(run_dir, clean_run)
-    calls = [e["call_id"] for e in Journal(run_dir).of_type("llm_response")]
+    calls = [e.call_id for e in Journal(run_dir).of_type(LlmResponse)]
     assert calls == ["start", "batch-001"], "the START reply was paid for twice"
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from agent import run as agent_run
+from agent.events import ReplyRejected, RunFinished
 from agent.journal import Journal
 from agent.rebuild import differing_files
 from helpers.fault_run import ScriptedPolicy, agent_argv, assert_matches_clean_run, invoke
@@ -42,15 +43,15 @@ def test_reply_rejected_at_every_attempt_pauses_with_exit_3_then_resumes(
     paused = invoke(agent_argv(run_dir, paused_run.config, "--resume"))
     assert paused.code == agent_run.EXIT_PAUSED, paused.err
     assert "rejected 3 times" in paused.last_err_line() and "--resume" in paused.last_err_line(), paused.err
-    rejected = Journal(run_dir).of_type("reply_rejected")
-    assert [e["call_id"] for e in rejected] == list(prose)
-    assert any("<entries>: missing" in err for err in rejected[0]["errors"])
+    rejected = Journal(run_dir).of_type(ReplyRejected)
+    assert [e.call_id for e in rejected] == list(prose)
+    assert any("<entries>: missing" in err for err in rejected[0].errors)
     assert differing_files(run_dir) == []
 
     monkeypatch.setattr(agent_run, "offline_policy", ScriptedPolicy())
     resumed = invoke(agent_argv(run_dir, paused_run.config, "--resume"))
     assert resumed.code == 0, resumed.err
-    assert Journal(run_dir).has("run_finished")
+    assert Journal(run_dir).has(RunFinished)
     assert differing_files(run_dir) == []
     # the resumed run re-asks with the errors of the last rejected reply, not the original prompt
     reask = next((run_dir / "transcripts").glob("*_batch-001-reask-3.json")).read_text()

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from agent import run as agent_run
-from agent.controller import MAX_IMAGE_BYTES, MAX_REASK_ERRORS, Controller, _served_text, cap_errors
+from agent.controller import MAX_IMAGE_BYTES, MAX_REASK_ERRORS, Controller, cap_errors
+from agent.events import LlmResponse, ReplyAccepted, ReplyRejected, RunStarted
 from agent.journal import MAX_EVENT_BYTES, Journal, JournalError
 from agent.llm.base import LLMRequest, LLMResponse
 from agent.llm.offline_policy import offline_policy
@@ -44,8 +45,8 @@ def test_50_mb_reply_is_one_error_a_short_reask_and_a_small_journal(
     done = invoke(agent_argv(run_dir, paused_run.config, "--resume"))
     assert done.code == 0, done.err
 
-    rejected = Journal(run_dir).of_type("reply_rejected")
-    assert [(e["call_id"], e["errors"]) for e in rejected] == [("batch-001", [size_error(HUGE_CHARS)])]
+    rejected = Journal(run_dir).of_type(ReplyRejected)
+    assert [(e.call_id, e.errors) for e in rejected] == [("batch-001", [size_error(HUGE_CHARS)])]
     reask = TranscriptStore(run_dir / "transcripts").find("batch-001-reask-1")
     assert reask is not None and len(reask.prompt.encode()) < REASK_LIMIT_BYTES
     assert sent[0][:EXCERPT_CHARS] in reask.prompt and TextDigest.of(sent[0]).note() in reask.prompt
@@ -58,15 +59,17 @@ def test_50_mb_reply_is_one_error_a_short_reask_and_a_small_journal(
     assert recorded.response_digest.chars == HUGE_CHARS and recorded.raw is None
     assert_matches_clean_run(run_dir, clean_run)
     print(
-        f"\n50 MB reply: 1 error ({len(rejected[0]['errors'][0])} chars), re-ask prompt {len(reask.prompt.encode())} B, "
+        f"\n50 MB reply: 1 error ({len(rejected[0].errors[0])} chars), re-ask prompt {len(reask.prompt.encode())} B, "
         f"journal growth vs the clean run {journal_growth} B, largest transcript {max(transcripts.values())} B"
     )
 
 
 def test_an_oversized_reply_served_again_from_the_journal_is_rejected_the_same_way() -> None:
     text = "z" * (MAX_REPLY_CHARS + 10)
-    event = {"text": text[:EXCERPT_CHARS], "text_digest": TextDigest.of(text).model_dump()}
-    assert parse_reply(_served_text(event)).errors == parse_reply(text).errors == [size_error(len(text))]
+    event = LlmResponse(
+        batch=1, call_id="batch-001", text=text[:EXCERPT_CHARS], text_digest=TextDigest.of(text), backend="x"
+    )
+    assert parse_reply(event.served_text()).errors == parse_reply(text).errors == [size_error(len(text))]
 
 
 def test_transcript_keeps_a_digest_of_an_oversized_reply_and_replays_it_the_same_way(tmp_path: Path) -> None:
@@ -86,10 +89,10 @@ def test_transcript_keeps_a_digest_of_an_oversized_reply_and_replays_it_the_same
 
 def test_journal_refuses_an_event_over_its_limit_before_writing(tmp_path: Path) -> None:
     journal = Journal(tmp_path)
-    journal.append("run_started", name="x")
+    journal.append(RunStarted(name="x", n_iterations=1))
     before = journal.path.read_bytes()
     with pytest.raises(JournalError, match=f"over the limit of {MAX_EVENT_BYTES:,}$"):
-        journal.append("llm_response", text="w" * MAX_EVENT_BYTES)
+        journal.append(LlmResponse(batch=0, call_id="x", text="w" * MAX_EVENT_BYTES, backend="x"))
     assert journal.path.read_bytes() == before and len(journal.events) == 1
 
 
@@ -136,7 +139,7 @@ def test_resume_after_a_crash_before_the_rejection_rejects_the_journaled_oversiz
 
     monkeypatch.setattr(agent_run, "offline_policy", ScriptedPolicy())
     assert invoke(agent_argv(run_dir, paused_run.config, "--resume")).code == 0
-    rejected = Journal(run_dir).of_type("reply_rejected")
-    assert [(e["call_id"], e["errors"]) for e in rejected] == [(c, [size_error(size)]) for c in calls]
-    accepted = [e["call_id"] for e in Journal(run_dir).of_type("reply_accepted")]
+    rejected = Journal(run_dir).of_type(ReplyRejected)
+    assert [(e.call_id, e.errors) for e in rejected] == [(c, [size_error(size)]) for c in calls]
+    accepted = [e.call_id for e in Journal(run_dir).of_type(ReplyAccepted)]
     assert accepted == ["start", "batch-001-reask-3"]

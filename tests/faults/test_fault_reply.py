@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from agent import run as agent_run
+from agent.events import ReplyRejected as ReplyRejectedEvent
 from agent.journal import Journal
 from agent.llm.offline_policy import OfflinePlanner, offline_policy
 from agent.rebuild import differing_files
@@ -222,9 +223,9 @@ def test_path_escaping_and_prose_replies_are_reasked_and_nothing_lands_outside_t
     )
     done = invoke(agent_argv(run_dir, paused_run.config, "--resume", iterations=8))  # batch 2 follows: configs count
     assert done.code == 0, done.err
-    rejected = Journal(run_dir).of_type("reply_rejected")
-    assert [e["call_id"] for e in rejected] == ["batch-001", "batch-001-reask-1"]
-    assert sorted(rejected[0]["errors"]) == [
+    rejected = Journal(run_dir).of_type(ReplyRejectedEvent)
+    assert [e.call_id for e in rejected] == ["batch-001", "batch-001-reask-1"]
+    assert sorted(rejected[0].errors) == [
         "config slot ../../etc: slot must be a non-negative integer, got '../../etc'",
         "config slot 0: missing (one config block per slot 0..3)",
         "config slot 1: parent must be 'root' or a node id, got '../x'",
@@ -265,8 +266,8 @@ def test_reply_that_could_not_be_applied_is_reasked_instead_of_accepted(
     monkeypatch.setattr(agent_run, "offline_policy", ScriptedPolicy({"batch-001": forged_memory}))
     done = invoke(agent_argv(run_dir, paused_run.config, "--resume"))
     assert done.code == 0, done.err
-    rejected = Journal(run_dir).of_type("reply_rejected")
-    assert [(e["call_id"], len(e["errors"])) for e in rejected] == [("batch-001", 1)]
-    assert rejected[0]["errors"][0].startswith("memory: section 'Current Block': line '## Controller")
+    rejected = Journal(run_dir).of_type(ReplyRejectedEvent)
+    assert [(e.call_id, len(e.errors)) for e in rejected] == [("batch-001", 1)]
+    assert rejected[0].errors[0].startswith("memory: section 'Current Block': line '## Controller")
     assert (run_dir / "memory.md").read_text().count("## Controller") == 1
     assert differing_files(run_dir) == []

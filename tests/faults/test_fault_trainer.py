@@ -12,9 +12,9 @@ from types import SimpleNamespace
 
 import pytest
 
+from agent.events import RunFinished, SlotFinished
 from agent.journal import Journal
 from agent.rebuild import differing_files
-from experiment.exploration import SlotResult
 from helpers.fault_run import agent_argv, invoke, write_tiny_config
 
 pytestmark = pytest.mark.fault("trainer")
@@ -40,7 +40,7 @@ def faulty_run(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
         mp.setenv("FAULT_SLOT_MODES", ",".join(f"{it}:{mode}" for it, mode in MODES.items()))
         done = invoke(agent_argv(run_dir, config, iterations=8))
     journal = Journal(run_dir)
-    results = {e["iteration"]: SlotResult.model_validate(e["result"]) for e in journal.of_type("slot_finished")}
+    results = {e.iteration: e.result for e in journal.of_type(SlotFinished)}
     return SimpleNamespace(run_dir=run_dir, done=done, journal=journal, results=results)
 
 
@@ -56,7 +56,7 @@ def failure(run: SimpleNamespace, iteration: int) -> str:
 def test_run_with_failing_slots_goes_on_to_the_end(faulty_run) -> None:
     assert faulty_run.done.code == 0, faulty_run.done.err
     assert sorted(faulty_run.results) == list(range(1, 9))
-    assert faulty_run.journal.has("run_finished")
+    assert faulty_run.journal.has(RunFinished)
     assert differing_files(faulty_run.run_dir) == []
 
 

@@ -20,6 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from agent.controller import Controller, RunSettings  # noqa: E402
+from agent.events import RunStarted  # noqa: E402
 from agent.executors.factory import make_executor  # noqa: E402
 from agent.journal import Journal, RunLock  # noqa: E402
 from agent.llm.base import LLMRequest  # noqa: E402
@@ -64,7 +65,7 @@ def main() -> None:
         )
         with RunLock(run_dir):
             journal = Journal(run_dir)
-            journal.append("run_started", name=files.name, n_iterations=8, llm="offline")
+            journal.append(RunStarted(name=files.name, n_iterations=8, llm="offline"))
             Controller(settings, load_instructions(INSTRUCTIONS), backend, executor, journal=journal).run()
         if TARGET.exists():
             shutil.rmtree(TARGET)

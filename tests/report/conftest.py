@@ -17,8 +17,10 @@ import numpy as np
 import pytest
 
 from agent.config_policy import format_mutation, load_slot_template
+from agent.events import parse_event
 from agent.journal import Journal
 from agent.run_files import RunFiles, render_analysis
+from agent.run_state import RunState
 from experiment.atomic import atomic_write_text
 from experiment.exploration import ROOT, SlotResult
 from experiment.records import (
@@ -133,11 +135,13 @@ class SyntheticRun:
 
     # ------------------------------------------------------------------ events
     def events(self) -> list[tuple[str, dict[str, Any]]]:
-        ev: list[tuple[str, dict[str, Any]]] = [("run_started", {"settings": {"n_iterations": N_ITER}})]
+        ev: list[tuple[str, dict[str, Any]]] = [
+            ("run_started", {"name": NAME, "n_iterations": N_ITER, "n_slots": N_SLOTS, "llm": "offline"})
+        ]
         n_batches = N_ITER // N_SLOTS
         for batch in range(n_batches + 1):
             for r in (r for r in self.results if r.batch == batch):
-                ev.append(("slot_submitted", {"iteration": r.iteration, "slot": r.slot, "handle": {"job_id": "1"}}))
+                ev.append(("slot_submitted", {"iteration": r.iteration, "slot": r.slot, "handle": self._handle(r)}))
             for r in (r for r in self.results if r.batch == batch):
                 ev.append(("slot_finished", {"iteration": r.iteration, "result": r.model_dump(mode="json")}))
             call = "start" if batch == 0 else f"batch-{batch:03d}"
@@ -161,6 +165,10 @@ class SyntheticRun:
             ev.append(("analysis_applied", {"batch": batch}))
         ev.append(("run_finished", {"n_iterations": N_ITER}))
         return ev
+
+    def _handle(self, r: SlotResult) -> dict[str, Any]:
+        out = self.files.slot_dir(r.iteration, r.slot)
+        return {"backend": "local", "job_id": "1", "name": out.name, "out_dir": str(out), "submitted_at": "2025"}
 
     @staticmethod
     def _llm(batch: int, call_id: str) -> dict[str, Any]:
@@ -193,13 +201,15 @@ class SyntheticRun:
         """Write the journal and the files those events imply (slot folders, memory.md, analysis.md)."""
         journal = Journal(self.dir)
         for type_, data in events:
-            journal.append(type_, **data)
+            journal.append(parse_event({"type": type_, **data}))
             if type_ == "slot_finished":
                 self.write_slot(SlotResult.model_validate(data["result"]))
         doc = initial_memory(NAME, "instr.md")
         doc.set_controller_sections("| Config ID |\n|---|\n| C1 |", "Node 1: UCB=1.0", "Iterations done: 16/16.")
         doc.save(self.files.memory)
-        self.files.write_analysis(render_analysis(journal, NAME, N_ITER_BLOCK, N_SLOTS))
+        self.files.write_analysis(
+            render_analysis(RunState.from_events(journal.events).analysis_entries(), NAME, N_ITER_BLOCK, N_SLOTS)
+        )
         return journal
 
     def write_slot(self, r: SlotResult) -> Path:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from agent.views.status import load_run_view, main, parse_progress, render_status, run_phase
+from helpers.agent_cli import run_agent
 
 
 def _phase(run, events: list) -> str:
@@ -88,3 +89,30 @@ def test_cli_names_run_json_when_it_is_not_json(tmp_path: Path, capsys: pytest.C
     assert main([str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "run.json" in err
+
+
+# ---------------------------------------------------------------------------------------------- real journals
+# The tiny config plans 8 iterations in batches of 4 with blocks of 12; --iterations must win over it.
+
+
+def test_status_of_a_finished_run_counts_the_iterations_it_was_started_with(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    done = run_agent(run_dir, iterations=4)
+    assert done.returncode == 0, done.stderr
+    text = render_status(load_run_view(run_dir))
+    assert "4/4 iterations done, block 1 of 1" in text
+    assert "phase: finished" in text and "batch 1/1 (iterations 1-4)" in text
+
+
+def test_status_of_a_paused_run_larger_than_its_config_counts_against_its_own_size(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    first = run_agent(run_dir, "--review", iterations=20)
+    assert first.returncode == 3, first.stderr  # paused for review after batch 1
+    for _ in range(3):
+        paused = run_agent(run_dir, "--resume", "--review", iterations=20)
+        assert paused.returncode == 3, paused.stderr
+    text = render_status(load_run_view(run_dir))
+    assert "16/20 iterations done, block 2 of 2" in text
+    assert "phase: paused for review after batch 4" in text
+    assert "batch 5/5 (iterations 17-20)" in text
+    assert "16/8" not in text and "block 2 of 1" not in text
