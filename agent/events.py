@@ -55,9 +55,20 @@ class RunResumed(_Start):
     type: Literal["run_resumed"] = "run_resumed"
 
 
-class ConfigsApplied(EventBase):
-    type: Literal["configs_applied"] = "configs_applied"
+class _OfBatch(EventBase):
+    """An event about one batch of slots (batch 1 is the first that trains)."""
+
     batch: int = Field(ge=1)
+
+
+class _AfterBatch(EventBase):
+    """An event about the analysis after a batch (batch 0: the PARALLEL START exchange, before any batch)."""
+
+    batch: int = Field(ge=0)
+
+
+class ConfigsApplied(_OfBatch):
+    type: Literal["configs_applied"] = "configs_applied"
 
 
 class SlotSubmitted(EventBase):
@@ -73,20 +84,18 @@ class SlotFinished(EventBase):
     result: SlotResult
 
 
-class MemoryRead(EventBase):
+class MemoryRead(_AfterBatch):
     """memory.md (and user_input.md) as the controller read them before an analysis exchange."""
 
     type: Literal["memory_read"] = "memory_read"
-    batch: int = Field(ge=0)
     text: str
     user_input: str | None = None
 
 
-class LlmResponse(EventBase):
+class LlmResponse(_AfterBatch):
     """One paid LLM call; ``text`` is whole, or (oversized) an excerpt described by ``text_digest``."""
 
     type: Literal["llm_response"] = "llm_response"
-    batch: int = Field(ge=0)
     call_id: str
     text: str
     text_digest: TextDigest | None = None
@@ -105,9 +114,8 @@ class LlmResponse(EventBase):
         return self.text_digest.shown() if self.text_digest is not None else self.text
 
 
-class ReplyRejected(EventBase):
+class ReplyRejected(_AfterBatch):
     type: Literal["reply_rejected"] = "reply_rejected"
-    batch: int = Field(ge=0)
     call_id: str
     errors: list[str]
 
@@ -124,24 +132,20 @@ class ReplyAccepted(EventBase):
     planned: list[PlannedSlot]
 
 
-class AnalysisPending(EventBase):
+class AnalysisPending(_AfterBatch):
     type: Literal["analysis_pending"] = "analysis_pending"
-    batch: int = Field(ge=0)
 
 
-class AnalysisApplied(EventBase):
+class AnalysisApplied(_AfterBatch):
     type: Literal["analysis_applied"] = "analysis_applied"
-    batch: int = Field(ge=0)
 
 
-class ReviewPause(EventBase):
+class ReviewPause(_OfBatch):
     type: Literal["review_pause"] = "review_pause"
-    batch: int = Field(ge=1)
 
 
-class ReviewDone(EventBase):
+class ReviewDone(_OfBatch):
     type: Literal["review_done"] = "review_done"
-    batch: int = Field(ge=1)
 
 
 class Interrupted(EventBase):
