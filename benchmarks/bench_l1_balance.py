@@ -24,20 +24,16 @@ sys.path.insert(0, str(REPO))
 from experiment.config import load_experiment  # noqa: E402
 from trainer.data import read_dataset  # noqa: E402
 from trainer.losses import data_loss, norm_sum  # noqa: E402
-from trainer.train import build_model, build_probe, train  # noqa: E402
+from trainer.train import FrameSampler, build_model, build_probe, train  # noqa: E402
 
 
 def gradient_ratio(model: torch.nn.Module, data: object, n_batches: int, seed: int) -> np.ndarray:
     """Per batch of 2 random training frames: |grad data loss| / |grad L1| on lin_edge's parameters."""
-    rng = np.random.default_rng(seed)
+    frames = FrameSampler(data.train, batch_size=2, total=n_batches, seed=seed, device=torch.device("cpu"))
     params = list(model.lin_edge.parameters())
     out = []
-    for _ in range(n_batches):
-        idx = np.sort(rng.integers(0, data.train.n_frames, size=2))
-        v, y, s = (
-            torch.from_numpy(np.asarray(a[idx], np.float32))
-            for a in (data.train.voltage, data.train.y, data.train.stimulus)
-        )
+    for step in range(n_batches):
+        v, y, s = frames.batch(step)
         g_data = torch.autograd.grad(data_loss(model(v, s), y), params, allow_unused=True)
         g_l1 = torch.autograd.grad(norm_sum(model.lin_edge, 1), params)
         n_data = torch.sqrt(sum((g**2).sum() for g in g_data if g is not None)).item()
