@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import multiprocessing as mp
 import statistics
 import sys
@@ -39,6 +38,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from experiment.atomic import atomic_write_json  # noqa: E402
 from experiment.config import ExperimentConfig, load_experiment  # noqa: E402
 from simulator.ground_truth import shared_checkpoint_dir  # noqa: E402
 from trainer.losses import data_loss, regularisers  # noqa: E402
@@ -210,7 +210,7 @@ def speed(args: argparse.Namespace) -> None:
     def save(partial: dict) -> None:
         if args.json:
             report["extents"][str(extent)] = partial
-            args.json.write_text(json.dumps(report, indent=1))
+            atomic_write_json(args.json, report)
 
     for extent in args.extents:
         res = time_modes(args.modes, extent, device, args.n_iter, args.rounds, on_result=save)
@@ -300,6 +300,7 @@ def checkpoint_cost(args: argparse.Namespace) -> None:
         for mode, r2_async in modes.items():
             c = cfg.model_copy(deep=True)
             c.training.r2_async = r2_async or "off"
+            c.training.compile = args.compile
             model = train_mod.build_model(c, data, device)
             no_checkpoints = mock.patch.object(train_mod, "r2_checkpoints", lambda niter: [])
             with no_checkpoints if r2_async is None else contextlib.nullcontext():
@@ -316,6 +317,20 @@ def checkpoint_cost(args: argparse.Namespace) -> None:
         max((abs(a - b) for a, b in zip(r2["loop"], r2["background"], strict=True)), default=0.0) if same_rows else None
     )
     print(f"  R2 rows, background vs loop: {len(r2['background'])} vs {len(r2['loop'])}, max |diff| {diff}")
+    if args.json:
+        figures = {
+            "stage": "checkpoints",
+            "device": args.device,
+            "compile": args.compile,
+            "neurons": data.n_neurons,
+            "iterations": cfg.training.n_iterations * cfg.training.n_epochs,
+            "checkpoints": n_ckpt,
+            "median_ms": {mode: statistics.median(values) for mode, values in ms.items()},
+            "rounds_ms": ms,
+            "r2_rows": {mode: len(rows) for mode, rows in r2.items()},
+            "max_r2_diff_background_vs_loop": diff,
+        }
+        atomic_write_json(args.json, figures)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -323,14 +338,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--science", action="store_true", help="CPU science benchmark instead of the speed one")
     p.add_argument("--checkpoints", action="store_true", help="R2 checkpoint cost instead of the speed benchmark")
     p.add_argument("--config", type=Path, default=None, help="checkpoints: experiment YAML (default: the demo)")
+    p.add_argument(
+        "--compile", default="off", help="checkpoints: training.compile of every run (off, reduce-overhead...)"
+    )
     p.add_argument("--extents", type=int, nargs="+", default=[8])
     p.add_argument("--modes", nargs="+", default=["old", "new"], help="old | new | edge | compile:MODE")
     p.add_argument("--n-iter", type=int, default=5, help="iterations per round and mode (edge: 1/10)")
     p.add_argument("--rounds", type=int, default=7, help="interleaved rounds; the median is reported")
-    p.add_argument("--json", type=Path, default=None, help="speed: write the figures here")
+    p.add_argument("--json", type=Path, default=None, help="speed, checkpoints: write the figures here")
     p.add_argument("--profile", type=Path, default=None, help="speed: write the profiler table of 'new' here")
     p.add_argument("--iterations", type=int, default=None, help="science, checkpoints: training.n_iterations")
-    p.add_argument("--work", type=Path, default=Path("/tmp/bench_train"), help="science: data and outputs")
+    p.add_argument("--work", type=Path, default=Path("/tmp/bench_train"), help="science, checkpoints: data and outputs")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)

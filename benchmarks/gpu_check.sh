@@ -14,6 +14,9 @@
 #             3 seeds x {standard, cyclic W-first, cyclic V_rest-first}; (c) the full config with procedural
 #             stimulus on the datagen dataset, 32,000 iterations, standard vs cyclic  -> science.json
 #   compile   the new step with training.compile=reduce-overhead (CUDA graphs) vs eager -> compile.json
+#   checkpoints (not in the default STAGES) train() on the demo config with R2 checkpoints off, in the loop and on
+#             the background thread (training.r2_async), eager then reduce-overhead; R2 rows must agree
+#                                                              -> checkpoints.json, checkpoints_compiled.json
 #
 # Needs: python3 with torch (CUDA build), torch-geometric, numpy, scipy, scikit-learn, matplotlib, tqdm, pyyaml,
 # and on PYTHONPATH pydantic>=2, ruamel.yaml, flyvis (connectome JSON). No network, nothing installed.
@@ -22,7 +25,8 @@
 # CPU dry run with tiny sizes (proves the script end to end):  DEVICE=cpu SMOKE=1 bash benchmarks/gpu_check.sh
 # Knobs (env): DEVICE (cuda), GROUND_TRUTH (default: the shared checkpoint if found, else synthetic), SCALE (1.0: multiplies science iteration counts),
 # EXTENT (8), FRAMES (64000), SLOTS (4), SLOT_ITERS (2000), COMPILE_MODES ("compile:reduce-overhead"),
-# STAGES ("env speed compile datagen slots science"), T_SPEED T_COMPILE T_DATAGEN T_SLOTS T_SCIENCE (seconds),
+# STAGES ("env speed compile datagen slots science"; also: checkpoints), T_SPEED T_COMPILE T_DATAGEN T_SLOTS
+# T_SCIENCE T_CHECKPOINTS (seconds), CKPT_ITERS (1000),
 # WORK (/tmp/gpu_check_work), PYTHON (python3).
 set -uo pipefail
 
@@ -39,12 +43,12 @@ if [ "$SMOKE" = 1 ]; then
   EXTENT=${EXTENT:-1}; FRAMES=${FRAMES:-400}; SLOTS=${SLOTS:-2}; SLOT_ITERS=${SLOT_ITERS:-30}; SCALE=${SCALE:-0.003}
   ROUNDS=2; NITER=2; COMPILE_MODES=${COMPILE_MODES:-}
   T_SPEED=${T_SPEED:-240}; T_COMPILE=${T_COMPILE:-400}; T_DATAGEN=${T_DATAGEN:-120}; T_SLOTS=${T_SLOTS:-300}
-  T_SCIENCE=${T_SCIENCE:-600}; SCIENCE_FLAGS="--smoke"
+  T_SCIENCE=${T_SCIENCE:-600}; SCIENCE_FLAGS="--smoke"; T_CHECKPOINTS=${T_CHECKPOINTS:-240}; CKPT_ITERS=${CKPT_ITERS:-60}
 else
   EXTENT=${EXTENT:-8}; FRAMES=${FRAMES:-64000}; SLOTS=${SLOTS:-4}; SLOT_ITERS=${SLOT_ITERS:-2000}; SCALE=${SCALE:-1.0}
   ROUNDS=5; NITER=20; COMPILE_MODES=${COMPILE_MODES-compile:reduce-overhead}
   T_SPEED=${T_SPEED:-45}; T_COMPILE=${T_COMPILE:-80}; T_DATAGEN=${T_DATAGEN:-50}; T_SLOTS=${T_SLOTS:-150}
-  T_SCIENCE=${T_SCIENCE:-220}; SCIENCE_FLAGS=""
+  T_SCIENCE=${T_SCIENCE:-220}; SCIENCE_FLAGS=""; T_CHECKPOINTS=${T_CHECKPOINTS:-90}; CKPT_ITERS=${CKPT_ITERS:-1000}
 fi
 mkdir -p "$OUT_DIR" "$WORK"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -163,6 +167,16 @@ if has_stage compile && [ -n "$COMPILE_MODES" ]; then
   # shellcheck disable=SC2086  # COMPILE_MODES is a list
   stage compile "$T_COMPILE" "$PY" benchmarks/bench_train.py --device "$DEVICE" --extents "$EXTENT" \
     --modes new $COMPILE_MODES --rounds "$ROUNDS" --n-iter "$NITER" --json "$OUT_DIR/compile.json"
+fi
+
+if has_stage checkpoints; then  # R2 checkpoints in the loop vs on the background thread, eager and CUDA graphs
+  stage checkpoints "$T_CHECKPOINTS" "$PY" benchmarks/bench_train.py --checkpoints --device "$DEVICE" \
+    --iterations "$CKPT_ITERS" --rounds 2 --work "$WORK/checkpoints" --json "$OUT_DIR/checkpoints.json"
+  if [ -n "$COMPILE_MODES" ]; then
+    stage checkpoints_compiled "$T_CHECKPOINTS" "$PY" benchmarks/bench_train.py --checkpoints --device "$DEVICE" \
+      --iterations "$CKPT_ITERS" --rounds 1 --compile reduce-overhead --work "$WORK/checkpoints" \
+      --json "$OUT_DIR/checkpoints_compiled.json"
+  fi
 fi
 
 echo "== summary (t=$(( $(date +%s) - T0 ))s)"

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-STAGE_FILES = ("env", "speed", "compile", "datagen", "slots", "science")
+STAGE_FILES = ("env", "speed", "compile", "datagen", "slots", "science", "checkpoints", "checkpoints_compiled")
 SCIENCE_KEYS = ("connectivity_R2", "tau_R2", "V_rest_R2", "cluster_accuracy", "test_pearson")
 
 
@@ -75,6 +75,12 @@ def main(argv: list[str] | None = None) -> int:
     for key in ("batch_over_alone_wall", "batch_over_alone_training", "batch_over_alone_training_rate"):
         if key in slots:
             lines.append(f"slots {key}: {slots[key]:.2f}")
+    for name in ("checkpoints", "checkpoints_compiled"):
+        ck = summary[name]
+        if "median_ms" in ck:
+            ms_text = ", ".join(f"{mode} {v:.2f}" for mode, v in ck["median_ms"].items())
+            lines.append(f"{name}: ms/iteration {ms_text}; R2 rows {ck['r2_rows']}, background vs loop max |diff| "
+                         f"{ck['max_r2_diff_background_vs_loop']}")  # fmt: skip
     table = science_table(summary["science"].get("runs") or [])
     summary["science_table"] = table
     for e in table:

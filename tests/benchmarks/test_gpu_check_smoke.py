@@ -11,14 +11,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_the_slots_stage_alone_generates_its_data_and_times_alone_and_batch(tmp_path: Path) -> None:
+def test_the_slots_and_checkpoints_stages_run_alone_on_the_cpu(tmp_path: Path) -> None:
     env = {
         **os.environ,
         "OUT": str(tmp_path / "out"),
         "WORK": str(tmp_path / "work"),
         "DEVICE": "cpu",
         "SMOKE": "1",
-        "STAGES": "env slots",
+        "STAGES": "env slots checkpoints",
         "PYTHON": sys.executable,
     }
     done = subprocess.run(["bash", "benchmarks/gpu_check.sh"], cwd=REPO, env=env, capture_output=True, text=True)
@@ -29,5 +29,9 @@ def test_the_slots_stage_alone_generates_its_data_and_times_alone_and_batch(tmp_
     states = [s["state"] for run in slots["runs"].values() for s in run["slots"]]
     assert states == ["ok"] * 3  # one alone, a batch of two
     assert slots["batch_over_alone_wall"] > 0 and slots["batch_over_alone_training_rate"] > 0
-    summary = json.loads((tmp_path / "out" / "gpu_check.json").read_text())
-    assert "slots" in json.dumps(summary)
+    checkpoints = json.loads((tmp_path / "out" / "checkpoints.json").read_text())
+    assert checkpoints["r2_rows"]["background"] == checkpoints["r2_rows"]["loop"] > 0
+    assert checkpoints["max_r2_diff_background_vs_loop"] <= 1e-9
+    lines = json.loads((tmp_path / "out" / "gpu_check.json").read_text())["lines"]
+    assert any(line.startswith("slots batch_of_2") for line in lines)
+    assert any(line.startswith("checkpoints: ms/iteration") for line in lines)
