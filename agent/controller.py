@@ -96,6 +96,8 @@ class Controller:
         self.files = RunFiles(settings.run_dir)
         self.template: SlotTemplate = load_slot_template(self.files.base_config)
         self.claude = self.template.config.claude
+        # the batch size as the journal recorded it at the start (the run config's for journals before it was)
+        self.n_slots = RunState.from_events(journal.events, n_slots=self.claude.n_slots).batch_size
         self.name = self.files.name
         self.live = LiveView(self.files, self.n_batches)
         self.log = log or self.live.write
@@ -105,10 +107,6 @@ class Controller:
     def state(self) -> RunState:
         """Where the run stands, reduced from the journal as it is now (every resume decision reads this)."""
         return RunState.from_events(self.journal.events, n_slots=self.n_slots)
-
-    @property
-    def n_slots(self) -> int:
-        return self.claude.n_slots
 
     @property
     def n_batches(self) -> int:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
+from agent.config_policy import EditRejected, Trainable, normalize_trainable
 from agent.executors.base import JobHandle
 from agent.llm.base import Usage
 from agent.llm.transcripts import TextDigest
@@ -78,10 +79,27 @@ class SlotSubmitted(EventBase):
     handle: JobHandle
 
 
+def current_trainable(trainable: Trainable) -> Trainable:
+    """A journaled trainable in today's schema: keys added since it was written take their defaults.
+
+    Without this, a node written before a new training key existed would differ from its parent by that key,
+    and a resumed run would reject every reply ("the config differs from ... by 'key: default -> None'").
+    """
+    try:
+        return normalize_trainable(trainable, "trainable")
+    except EditRejected as err:
+        raise ValueError("; ".join(err.errors)) from None
+
+
 class SlotFinished(EventBase):
     type: Literal["slot_finished"] = "slot_finished"
     iteration: int = Field(ge=1)
     result: SlotResult
+
+    @field_validator("result")
+    @classmethod
+    def _in_todays_schema(cls, result: SlotResult) -> SlotResult:
+        return result.model_copy(update={"trainable": current_trainable(result.trainable)})
 
 
 class MemoryRead(_AfterBatch):
@@ -130,6 +148,11 @@ class ReplyAccepted(EventBase):
     entries: str
     memory: dict[str, str]
     planned: list[PlannedSlot]
+
+    @field_validator("planned")
+    @classmethod
+    def _in_todays_schema(cls, planned: list[PlannedSlot]) -> list[PlannedSlot]:
+        return [p.model_copy(update={"trainable": current_trainable(p.trainable)}) for p in planned]
 
 
 class AnalysisPending(_AfterBatch):

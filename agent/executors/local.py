@@ -450,7 +450,7 @@ class LocalExecutor(Executor):
                     run.popen.wait()
         _signal_group(pid, signal.SIGKILL)  # stragglers the slot left in its group
         self._state.done[run.handle.job_id] = _Done(exit_code=None, pid=pid, note=reason)
-        if final_status(run.handle.out_dir) is None:
+        if final_status(run.handle.out_dir, unreadable_is_final=False) is None:  # a torn file is no outcome
             self._write_failed(run.handle, reason, run.record.gpu)
 
     def _write_failed(self, handle: JobHandle, reason: str, gpu: str | None) -> None:

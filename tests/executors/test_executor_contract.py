@@ -49,16 +49,20 @@ def test_failed_status_reports_its_reason(harness: Harness) -> None:
 @pytest.mark.fault("trainer")
 def test_a_status_file_torn_mid_write_is_no_outcome_while_the_job_runs(harness: Harness) -> None:
     ex = harness.make()
-    job = harness.job("torn", "torn", sleep_s=1.5)
-    handle = ex.submit(job)
-    deadline = time.monotonic() + WAIT_S
-    status = job.out_dir / "status.json"
-    while not status.exists() or status.read_text() != '{"state": "succ':
-        assert time.monotonic() < deadline, "the job never wrote its torn status"
-        ex.is_active(handle)
-        time.sleep(0.02)
+    handle = ex.submit(harness.job("torn", "torn", sleep_s=1.5))
+    wait_torn(handle, ex)
     assert ex.outcome(handle) is None
     assert ex.wait([handle], timeout_s=WAIT_S)["torn"] == JobOutcome(state="succeeded", reason=None, exit_code=0)
+
+
+@pytest.mark.fault("trainer")
+def test_a_job_cancelled_while_its_status_file_is_torn_is_reported_cancelled(harness: Harness) -> None:
+    ex = harness.make()
+    handle = ex.submit(harness.job("torn_cancel", "torn", sleep_s=5.0))
+    wait_torn(handle, ex)
+    ex.cancel(handle)
+    result = ex.wait([handle], timeout_s=WAIT_S)["torn_cancel"]
+    assert result.state == "failed" and "cancel" in result.reason.lower()
 
 
 @pytest.mark.fault("trainer")
@@ -99,6 +103,16 @@ def test_exit_137_is_reported_as_killed(harness: Harness) -> None:
     assert result.state == "failed"
     assert result.exit_code == 137
     assert result.reason.startswith("killed (signal 9, out of memory?)")
+
+
+def wait_torn(handle: JobHandle, ex: object) -> None:
+    """Poll (which also advances a local queue) until the job has written its torn status file."""
+    deadline = time.monotonic() + WAIT_S
+    status = handle.out_dir / "status.json"
+    while not status.exists() or status.read_text() != '{"state": "succ':
+        assert time.monotonic() < deadline, f"{handle.name} never wrote its torn status"
+        ex.is_active(handle)
+        time.sleep(0.02)
 
 
 def _cancel_running(harness: Harness, name: str, kind: str, sleep_s: float, succeed_by_s: float) -> JobHandle:

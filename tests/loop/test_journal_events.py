@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,7 @@ from agent.executors.base import JobHandle
 from agent.journal import Journal, JournalError
 from agent.run_state import RunState
 from experiment.exploration import SlotResult
+from helpers.agent_cli import REPO, journal_events, run_agent
 
 V1_JOURNAL = Path(__file__).resolve().parent / "data" / "journal_v1.jsonl"
 
@@ -181,3 +183,37 @@ def test_llm_calls_and_cost_are_summed() -> None:
 def test_a_finished_run_stays_finished_when_resumed() -> None:
     state = RunState.from_events([_start(), RunFinished(n_iterations=8), RunResumed(n_iterations=8)])
     assert state.finished and state.phase == "finished"
+
+
+# ---------------------------------------------------------------------------------------------- resuming old runs
+
+V1_RUN = Path(__file__).resolve().parent / "data" / "run_v1_review_pause"
+
+
+def test_a_run_paused_by_the_previous_version_resumes_to_the_end(tmp_path: Path) -> None:
+    """``data/run_v1_review_pause``: the run files (images and transcripts left out) of a tiny 8-iteration run that
+    the version before typed events paused for review after batch 1; its trainables predate ``training.r2_async``.
+    Absolute paths are placeholders filled in here."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(V1_RUN, run_dir)
+    for name in ("journal.jsonl", "run.json"):
+        path = run_dir / name
+        text = path.read_text(encoding="utf-8")
+        text = text.replace("@RUN_DIR@", str(run_dir)).replace("@REPO@", str(REPO)).replace("@PYTHON@", sys.executable)
+        path.write_text(text, encoding="utf-8")
+    done = run_agent(run_dir, "--resume")
+    assert done.returncode == 0, done.stderr[-2000:]
+    types = [e["type"] for e in journal_events(run_dir)]
+    assert "reply_rejected" not in types and types[-1] == "run_finished"
+    state = RunState.from_events(Journal(run_dir).events, n_slots=4)
+    assert [r.iteration for r in state.results] == list(range(1, 9))
+
+
+def test_an_old_node_and_a_new_node_of_the_same_config_are_one_config(v1_journal: Journal) -> None:
+    from agent.config_policy import normalize_trainable
+    from memory.variance import config_key
+
+    old = v1_journal.of_type(SlotFinished)[0].result  # written before training.r2_async existed
+    raw = json.loads(next(line for line in _v1_lines() if '"slot_finished"' in line))["result"]["trainable"]
+    assert "r2_async" not in raw["training"]
+    assert config_key(old.trainable) == config_key(normalize_trainable(raw))
