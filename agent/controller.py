@@ -456,13 +456,11 @@ class Controller:
             self.log(summary)
             answer = input("Review memory.md (and write user_input.md if you like); Enter continues, q stops: ")
             if answer.strip().lower().startswith("q"):
+                self.journal.append(ReviewPause(batch=batch))  # status shows the pause; the resume ends it
                 raise RunPaused(f"{self.s.run_dir}: stopped for review after batch {batch}; run again with --resume")
             self.journal.append(ReviewDone(batch=batch))
             return
-        if batch in state.review_pauses:
-            self.journal.append(ReviewDone(batch=batch))
-            return
-        self.journal.append(ReviewPause(batch=batch))
+        self.journal.append(ReviewPause(batch=batch))  # a resume continues after it (RunResumed ends the pause)
         self.log(summary)
         raise RunPaused(
             f"{self.s.run_dir}: paused for review after batch {batch}; edit memory.md or write user_input.md, "

@@ -91,7 +91,9 @@ class RunState:
     # ------------------------------------------------------------------ the reducer
     @classmethod
     def from_events(cls, events: Iterable[EventBase], *, n_slots: int | None = None) -> RunState:
-        """Fold the events in order. ``n_slots`` is the batch size to use when no start event recorded one."""
+        """Fold the events in order. ``n_slots`` is the batch size to use when no start event recorded one (journals
+        written before it was); without it such a state has no size, and ``n_batches``, ``phase`` and
+        ``current_batch`` raise."""
         state = cls()
         for event in events:
             state._apply(event)

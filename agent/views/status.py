@@ -236,16 +236,16 @@ def run_phase(view: RunView) -> str:
         if 0 in state.accepted:
             return "applying the PARALLEL START reply"
         return "waiting for the PARALLEL START reply" + _rejected_note(view, 0)
-    batch = state.last_applied + 1
-    if batch > state.n_batches:
+    if phase == "finishing":
         return "finishing (all batches analysed)"
+    batch = state.last_applied + 1
     if batch not in state.configs_applied:
         return f"writing the configs of batch {batch}"
-    planned = view.batch_iterations(batch)
-    done = set(state.finished_slots) & set(planned)
-    if len(done) < len(planned):
+    if phase == "waiting_for_slots":
+        planned = view.batch_iterations(batch)
+        done = set(state.finished_slots) & set(planned)
         return f"training batch {batch} (iterations {_span(view, batch)}): {len(done)}/{len(planned)} slots done"
-    if batch not in state.accepted:
+    if batch not in state.accepted:  # asking_llm
         return f"waiting for analysis of batch {batch} (iterations {_span(view, batch)})" + _rejected_note(view, batch)
     return f"applying the analysis of batch {batch}"
 

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
+import pytest
+
+from agent.journal import Journal
+from agent.run_state import RunState
 from helpers.agent_cli import REPO, agent_command, journal_events, run_agent
+from helpers.fault_run import agent_argv, invoke, write_tiny_config
 
 
 def test_review_without_a_terminal_pauses_resumably_after_each_batch(tmp_path: Path) -> None:
@@ -65,3 +72,19 @@ def test_ctrl_c_cancels_the_running_slot_jobs(tmp_path: Path) -> None:
     for slot in sorted((run_dir / "slots").iterdir()):
         status = (slot / "status.json").read_text()
         assert '"succeeded"' not in status, f"{slot.name} kept running to completion"
+
+
+def test_q_at_the_terminal_review_prompt_leaves_the_run_paused_in_its_journal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(sys, "stdin", Terminal())
+    monkeypatch.setattr("builtins.input", lambda prompt="": "q")
+    run_dir = tmp_path / "run"
+    stopped = invoke(agent_argv(run_dir, write_tiny_config(tmp_path), "--review", iterations=8))
+    assert stopped.code == 3, stopped.err
+    state = RunState.from_events(Journal(run_dir).events, n_slots=4)
+    assert (state.phase, state.paused_batch) == ("review_pause", 1)
