@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from agent.claims import METRIC_ALIASES, ClaimFacts, check_entry_claims, find_claims, named_configs, named_nodes
 from agent.llm.offline_policy import OfflinePlanner
-from agent.reply import parse_reply, validate_reply
 from agent.reply_check import ReplyContext
+from helpers.replies import errors_of
 from memory.variance import variance_table
 
 PROPERTY = settings(
@@ -38,12 +38,6 @@ class Quiet:
 
     def __repr__(self) -> str:
         return "ctx"
-
-
-def errors_of(text: str, ctx: ReplyContext) -> list[str]:
-    errors = validate_reply(parse_reply(text), ctx)
-    assert all(e and "\n" not in e for e in errors), errors
-    return errors
 
 
 @pytest.fixture

@@ -5,10 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agent.reply import ReplyRejected, check_reply, classify, parse_reply, resolve_proposals, validate_reply
-
-
-def errors_of(text, ctx):
-    return validate_reply(parse_reply(text), ctx)
+from helpers.replies import errors_of
 
 
 def edited(parts, assemble_reply, part, old, new, count=1):

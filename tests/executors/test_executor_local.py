@@ -6,7 +6,6 @@ import itertools
 import json
 import os
 import re
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,23 +13,9 @@ import pytest
 from agent.executors import JobHandle, SlotJob
 from agent.executors.local import LocalExecutor, PidRecord, detect_gpus, process_start_ticks
 from experiment.records import SlotStatus, read_status, utc_now, write_status
-from helpers.executor_harness import REPO, SLOT_JOB, fast_settings, runs
+from helpers.executor_harness import fast_settings, make_job, runs
 
 WAIT_S = 20.0
-
-
-def make_job(root: Path, name: str, mode: str = "ok", sleep_s: float = 0.1) -> SlotJob:
-    script = root / "slot_job.py"
-    if not script.exists():
-        script.write_text(SLOT_JOB)
-    out = root / "slots" / name
-    return SlotJob(
-        name=name,
-        command=[sys.executable, str(script), str(out), mode, str(sleep_s)],
-        out_dir=out,
-        env={"PYTHONPATH": str(REPO)},
-        cwd=REPO,
-    )
 
 
 def start_end(job: SlotJob) -> tuple[float, float]:

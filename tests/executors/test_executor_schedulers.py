@@ -4,34 +4,19 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from agent.executors import BackendUnavailableError, SlotJob, make_executor
+from agent.executors import BackendUnavailableError, make_executor
 from agent.executors.local import LocalExecutor
 from agent.executors.lsf import LsfExecutor, LsfJobState, SchedulerCommandError, parse_bjobs, parse_job_id
 from agent.executors.slurm import SlurmExecutor
-from helpers.executor_harness import REPO, SLOT_JOB, fake_control, fast_settings, runs, wait_started
+from helpers.executor_harness import fake_control, fast_settings, make_job, runs, wait_started
 
 WAIT_S = 20.0
 RESOURCES = {"gpus_per_job": 1, "cpus_per_task": 4, "mem_gb": 16, "time_min": 30, "setup": ["export SLOT_TAG=setup"]}
-
-
-def make_job(root: Path, name: str, mode: str = "ok", sleep_s: float = 0.1) -> SlotJob:
-    script = root / "slot_job.py"
-    if not script.exists():
-        script.write_text(SLOT_JOB)
-    out = root / "slots" / name
-    return SlotJob(
-        name=name,
-        command=[sys.executable, str(script), str(out), mode, str(sleep_s)],
-        out_dir=out,
-        env={"PYTHONPATH": str(REPO)},
-        cwd=REPO,
-    )
 
 
 def test_slurm_batch_script_carries_resources_and_runs_setup_lines(tmp_path: Path, fake_scheduler: Path) -> None:

@@ -14,10 +14,11 @@ from agent.events import ReplyRejected as ReplyRejectedEvent
 from agent.journal import Journal
 from agent.llm.offline_policy import OfflinePlanner, offline_policy
 from agent.rebuild import differing_files
-from agent.reply import ReplyRejected, check_reply, parse_reply, validate_reply
+from agent.reply import ReplyRejected, check_reply, parse_reply
 from agent.reply_check import ReplyContext
 from agent.reply_parse import MAX_REPLY_CHARS, size_error
 from helpers.fault_run import ScriptedPolicy, agent_argv, batch1_context, invoke, snapshot
+from helpers.replies import errors_of
 
 pytestmark = pytest.mark.fault("reply")
 
@@ -31,12 +32,6 @@ def ctx() -> ReplyContext:
 @pytest.fixture
 def reply(ctx: ReplyContext) -> str:
     return OfflinePlanner(ctx).reply()
-
-
-def errors_of(text: str, ctx: ReplyContext) -> list[str]:
-    errors = validate_reply(parse_reply(text), ctx)
-    assert all(isinstance(e, str) and e and "\n" not in e for e in errors), errors
-    return errors
 
 
 def with_config(reply: str, slot: int, block: str) -> str:

@@ -29,6 +29,7 @@ from agent.rebuild import differing_files
 from agent.views.report import build_report
 from agent.views.status import main as status_main
 from helpers.fault_run import agent_argv, invoke
+from helpers.llm import api_error
 
 pytestmark = pytest.mark.fault("secrets")
 
@@ -46,11 +47,6 @@ def message(text: str, stop_reason: str = "end_turn") -> dict[str, Any]:
         "stop_sequence": None,
         "usage": {"input_tokens": 900, "output_tokens": 400},
     }
-
-
-def api_error(status: int, kind: str, text: str) -> httpx2.Response:
-    body = {"type": "error", "error": {"type": kind, "message": text}}
-    return httpx2.Response(status, headers={"request-id": f"req_{status}", "retry-after-ms": "1"}, json=body)
 
 
 class MockMessagesAPI:

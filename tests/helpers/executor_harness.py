@@ -70,6 +70,21 @@ def fast_settings(**overrides: object) -> DispatchConfig:
     return DispatchConfig.model_validate({**base, **overrides})
 
 
+def make_job(root: Path, name: str, mode: str = "ok", sleep_s: float = 0.1, **env: str) -> SlotJob:
+    """The stand-in slot job ``slot_job.py`` (written under ``root`` once) for ``root/slots/name``."""
+    script = root / "slot_job.py"
+    if not script.exists():
+        script.write_text(SLOT_JOB)
+    out = root / "slots" / name
+    return SlotJob(
+        name=name,
+        command=[sys.executable, str(script), str(out), mode, str(sleep_s)],
+        out_dir=out,
+        env={"PYTHONPATH": str(REPO), **env},
+        cwd=REPO,
+    )
+
+
 @dataclass
 class Harness:
     """One backend under test, with the knobs the contract suite needs."""
@@ -81,16 +96,7 @@ class Harness:
     fail_next_submissions: Callable[[int], None]
 
     def job(self, name: str, mode: str = "ok", sleep_s: float = 0.1, **env: str) -> SlotJob:
-        script = self.root / "slot_job.py"
-        if not script.exists():
-            script.write_text(SLOT_JOB)
-        return SlotJob(
-            name=name,
-            command=[sys.executable, str(script), str(self.root / "slots" / name), mode, str(sleep_s)],
-            out_dir=self.root / "slots" / name,
-            env={"PYTHONPATH": str(REPO), **env},
-            cwd=REPO,
-        )
+        return make_job(self.root, name, mode, sleep_s, **env)
 
 
 def runs(job_or_handle: SlotJob | JobHandle) -> list[str]:

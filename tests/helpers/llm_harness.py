@@ -1,8 +1,8 @@
 """The LLM-backend contract harness: every backend in agent/llm behind one object the contract suite drives.
 
 Each harness builds fresh backends (``make``), counts how often the provider behind them was asked (``calls``)
-and, where the backend has a provider that can fail, breaks it (``break_provider``): from then on every call
-and every preflight fails, and the provider's error text carries the API key, as a careless server's would.
+and breaks the provider behind them (``break_provider``): from then on every call and every preflight fails,
+and where a remote provider answers, its error text carries the API key, as a careless server's would.
 Nothing leaves the machine: the API backend runs the real anthropic SDK on a scripted HTTP transport, the CLI
 backend runs a fake ``claude`` on PATH (tests/helpers/fake_claude.py).
 """
@@ -52,14 +52,14 @@ def offline_reply(request: LLMRequest) -> str:
 
 @dataclass
 class LLMHarness:
-    """One backend under the contract. ``pays``: its replies carry tokens and cost; ``break_provider`` is None
-    where nothing outside the process can fail."""
+    """One backend under the contract. ``pays``: its replies carry tokens and cost; ``break_provider``: from then
+    on the provider fails (the API, the CLI, or, for the in-process backends, the policy or the recording)."""
 
     name: str
     pays: bool
     make: Callable[[], LLMBackend]
     calls: Callable[[], int]
-    break_provider: Callable[[], None] | None = None
+    break_provider: Callable[[], None]
     has_preflight: bool = False
 
 
@@ -140,6 +140,7 @@ def optuna_harness(tmp_path: Path) -> LLMHarness:
     from agent.llm.optuna_backend import OptunaBackend
 
     asked: list[str] = []
+    broken = {"yes": False}
 
     def make() -> LLMBackend:
         backend = OptunaBackend(tmp_path / "run", seed=0)
@@ -147,12 +148,20 @@ def optuna_harness(tmp_path: Path) -> LLMHarness:
 
         def counted(request: LLMRequest) -> str:
             asked.append(request.call_id)
+            if broken["yes"]:  # the policy cannot read the request: no reply context
+                request = request.model_copy(update={"context": {}})
             return policy(request)
 
         backend.policy = counted
         return backend
 
-    return LLMHarness(name="optuna", pays=False, make=make, calls=lambda: len(asked))
+    return LLMHarness(
+        name="optuna",
+        pays=False,
+        make=make,
+        calls=lambda: len(asked),
+        break_provider=lambda: broken.update(yes=True),
+    )
 
 
 def replay_harness(tmp_path: Path) -> LLMHarness:

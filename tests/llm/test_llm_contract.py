@@ -20,9 +20,7 @@ OK_STOP_REASONS = ("end_turn", "stop_sequence")
 
 
 def broken(harness: LLMHarness) -> LLMHarness:
-    """The harness with its provider failing; skips where the backend has nothing outside the process to fail."""
-    if harness.break_provider is None:
-        pytest.skip(f"{harness.name}: its policy runs in-process and always answers; no provider can fail")
+    """The harness with its provider failing."""
     harness.break_provider()
     return harness
 
@@ -130,6 +128,7 @@ def test_preflight_passes_a_working_backend_without_using_the_runs_transcripts(b
 
 
 def test_preflight_of_a_backend_that_cannot_answer_is_a_one_line_config_error(backend: LLMHarness) -> None:
+    assert backend.has_preflight == hasattr(backend.make(), "preflight")  # the harness's flag is the backend's truth
     if not backend.has_preflight:
         pytest.skip(f"{backend.name}: needs nothing outside the process, so it has no preflight")
     made = broken(backend).make()
