@@ -14,6 +14,9 @@ standard and cyclic alternating training.
 Checkpoints (``--checkpoints``): ms per training iteration (train() from start to end, R2 checkpoints included)
 without R2 checkpoints, with them in the loop (``training.r2_async: off``) and on the background thread
 (``on``), interleaved rounds (medians), on a dataset of ``--config`` (default configs/flyvis_demo_cpu.yaml).
+The R2 rows of background vs loop are compared next to those of a second in-loop run (``loop2``): on CUDA two
+trainings differ anyway (index_add_ atomics), so loop vs loop2 is the noise floor the background diff is read
+against (both are 0 on the CPU).
 
     python benchmarks/bench_train.py --threads 2 [--extents 8] [--modes old new] [--rounds 7] [--device cpu]
     python benchmarks/bench_train.py --science [--iterations N] [--work /tmp/bench_train]
@@ -277,8 +280,16 @@ def science(args: argparse.Namespace) -> None:
             )
 
 
+def _max_r2_diff(rows: list[float], reference: list[float]) -> float | None:
+    """Largest |difference| of two runs' R2 rows; None when their numbers of rows differ."""
+    if len(rows) != len(reference):
+        return None
+    return max((abs(a - b) for a, b in zip(rows, reference, strict=True)), default=0.0)
+
+
 def checkpoint_cost(args: argparse.Namespace) -> None:
-    """ms per iteration of train() without R2 checkpoints, with them in the loop and in the background."""
+    """ms per iteration of train() without R2 checkpoints, with them in the loop and in the background; the
+    R2 rows of background vs loop next to loop vs loop2 (a second in-loop run: the run-to-run noise floor)."""
     from unittest import mock
 
     import trainer.train as train_mod
@@ -293,7 +304,7 @@ def checkpoint_cost(args: argparse.Namespace) -> None:
     data, device = read_dataset(data_dir), torch.device(args.device)
     probe = train_mod.build_probe(data, device)
     n_ckpt = len(train_mod.r2_checkpoints(cfg.training.n_iterations)) * cfg.training.n_epochs
-    modes = {"none": None, "loop": "off", "background": "on"}
+    modes = {"none": None, "loop": "off", "background": "on", "loop2": "off"}
     ms: dict[str, list[float]] = {m: [] for m in modes}
     r2: dict[str, list[float]] = {}
     for _ in range(args.rounds):
@@ -312,11 +323,10 @@ def checkpoint_cost(args: argparse.Namespace) -> None:
     for mode, values in ms.items():
         rounds = " ".join(f"{v:.2f}" for v in values)
         print(f"  {mode:10s} {statistics.median(values):8.2f} ms/it (rounds {rounds})", flush=True)
-    same_rows = len(r2["loop"]) == len(r2["background"])
-    diff = (
-        max((abs(a - b) for a, b in zip(r2["loop"], r2["background"], strict=True)), default=0.0) if same_rows else None
-    )
+    diff, noise = _max_r2_diff(r2["background"], r2["loop"]), _max_r2_diff(r2["loop2"], r2["loop"])
     print(f"  R2 rows, background vs loop: {len(r2['background'])} vs {len(r2['loop'])}, max |diff| {diff}")
+    print(f"  R2 rows, loop2 vs loop (run-to-run noise floor): {len(r2['loop2'])} vs {len(r2['loop'])}, "
+          f"max |diff| {noise}")  # fmt: skip
     if args.json:
         figures = {
             "stage": "checkpoints",
@@ -329,6 +339,7 @@ def checkpoint_cost(args: argparse.Namespace) -> None:
             "rounds_ms": ms,
             "r2_rows": {mode: len(rows) for mode, rows in r2.items()},
             "max_r2_diff_background_vs_loop": diff,
+            "max_r2_diff_loop_vs_loop2": noise,
         }
         atomic_write_json(args.json, figures)
 

@@ -15,7 +15,8 @@
 #             stimulus on the datagen dataset, 32,000 iterations, standard vs cyclic  -> science.json
 #   compile   the new step with training.compile=reduce-overhead (CUDA graphs) vs eager -> compile.json
 #   checkpoints (not in the default STAGES) train() on the demo config with R2 checkpoints off, in the loop and on
-#             the background thread (training.r2_async), eager then reduce-overhead; R2 rows must agree
+#             the background thread (training.r2_async), and in the loop again (loop2), eager then reduce-overhead;
+#             background vs loop R2 rows must agree within the run-to-run noise floor (loop2 vs loop; 0 on the CPU)
 #                                                              -> checkpoints.json, checkpoints_compiled.json
 #
 # Needs: python3 with torch (CUDA build), torch-geometric, numpy, scipy, scikit-learn, matplotlib, tqdm, pyyaml,
@@ -48,7 +49,7 @@ else
   EXTENT=${EXTENT:-8}; FRAMES=${FRAMES:-64000}; SLOTS=${SLOTS:-4}; SLOT_ITERS=${SLOT_ITERS:-2000}; SCALE=${SCALE:-1.0}
   ROUNDS=5; NITER=20; COMPILE_MODES=${COMPILE_MODES-compile:reduce-overhead}
   T_SPEED=${T_SPEED:-45}; T_COMPILE=${T_COMPILE:-80}; T_DATAGEN=${T_DATAGEN:-50}; T_SLOTS=${T_SLOTS:-150}
-  T_SCIENCE=${T_SCIENCE:-220}; SCIENCE_FLAGS=""; T_CHECKPOINTS=${T_CHECKPOINTS:-90}; CKPT_ITERS=${CKPT_ITERS:-1000}
+  T_SCIENCE=${T_SCIENCE:-220}; SCIENCE_FLAGS=""; T_CHECKPOINTS=${T_CHECKPOINTS:-120}; CKPT_ITERS=${CKPT_ITERS:-1000}
 fi
 mkdir -p "$OUT_DIR" "$WORK"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1

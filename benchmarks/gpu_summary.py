@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         if "median_ms" in ck:
             ms_text = ", ".join(f"{mode} {v:.2f}" for mode, v in ck["median_ms"].items())
             lines.append(f"{name}: ms/iteration {ms_text}; R2 rows {ck['r2_rows']}, background vs loop max |diff| "
-                         f"{ck['max_r2_diff_background_vs_loop']}")  # fmt: skip
+                         f"{ck['max_r2_diff_background_vs_loop']}, loop2 vs loop (noise floor) max |diff| "
+                         f"{ck.get('max_r2_diff_loop_vs_loop2')}")  # fmt: skip
     table = science_table(summary["science"].get("runs") or [])
     summary["science_table"] = table
     for e in table:

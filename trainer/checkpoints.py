@@ -2,7 +2,9 @@
 
 Each checkpoint scores the parameters of its iteration (``Probe.recover``, then ``connectivity_r2``), writes its
 row to ``connectivity_r2.log`` and keeps the recovered parameters of the run's last one (the final evaluation
-reuses them instead of recovering the same parameters again).
+reuses them instead of recovering the same parameters again). Scoring runs the model on its usual ops (the
+``plain_ops`` it had when the checkpoints were set up, before a compiled loss switched it to plain ones): the
+ops the final evaluation runs with, so the reused recovery is exactly the one it would compute.
 
 In the background mode (``training.r2_async``) the loop only takes a snapshot (detached copies of the
 parameters, on the model's device: an asynchronous copy on a GPU) and a single worker thread scores the
@@ -86,6 +88,7 @@ class R2Checkpoints:
         on_row: Callable[[R2Row], None] | None = None,
     ) -> None:
         self.model, self.probe = model, probe
+        self._plain_ops = model.plain_ops  # the usual ops (evaluate's): built before the loss function sets its own
         self.rows: list[R2Row] = []
         self.recovered: Recovered | None = None
         self._on_row = on_row
@@ -104,10 +107,15 @@ class R2Checkpoints:
         """Score the model's current parameters as the checkpoint (epoch, iteration)."""
         job = _Job(epoch, iteration, phase, final)
         if self._executor is None:
-            self._collect(self._score(self.model, job))
+            loop_ops = self.model.plain_ops
+            self.model.plain_ops = self._plain_ops
+            try:
+                self._collect(self._score(self.model, job))
+            finally:
+                self.model.plain_ops = loop_ops
             return
         snapshot = [p.detach().clone() for p in self.model.parameters()]
-        self._pending.append(self._executor.submit(self._score_snapshot, snapshot, self.model.plain_ops, job))
+        self._pending.append(self._executor.submit(self._score_snapshot, snapshot, job))
 
     def poll(self) -> None:
         """Take the finished background rows, in order, without waiting; re-raises a checkpoint's failure."""
@@ -140,7 +148,7 @@ class R2Checkpoints:
         self._log.write(row)
         return _Scored(row, rec if job.final else None)
 
-    def _score_snapshot(self, snapshot: list[torch.Tensor], plain_ops: bool, job: _Job) -> _Scored | None:
+    def _score_snapshot(self, snapshot: list[torch.Tensor], job: _Job) -> _Scored | None:
         """Worker thread: load the snapshot into the private model and score it; nothing after a failure."""
         if self._failed or self._shell is None:
             return None
@@ -148,7 +156,7 @@ class R2Checkpoints:
             with torch.no_grad():
                 for p, value in zip(self._shell.parameters(), snapshot, strict=True):
                     p.copy_(value)
-            self._shell.plain_ops = plain_ops
+            self._shell.plain_ops = self._plain_ops
             return self._score(self._shell, job)
         except BaseException:
             self._failed = True

@@ -259,6 +259,7 @@ def train(
     checked = 0
     bar = Progress(total, desc="train", bar=progress)
     on_row = lambda row: bar.update(0, conn_R2=row.connectivity_r2)  # noqa: E731
+    # set up before loss_fn_for: the checkpoints score with the model's usual ops (evaluate's), not the compiled loss's
     r2 = R2Checkpoints(model, probe, r2_log, background=background_r2(cfg.r2_async, device), on_row=on_row)
     t0 = time.perf_counter()
     try:

@@ -1,7 +1,9 @@
-"""R2 checkpoints: the background mode writes the in-loop log and raises its errors; the final recovery runs once."""
+"""R2 checkpoints: background rows are the in-loop ones, errors re-raise, the final recovery runs once on evaluate's ops."""
 
 from __future__ import annotations
 
+import threading
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,7 @@ import torch
 
 from experiment.config import ExperimentConfig
 from experiment.records import R2_LOG, read_r2_log
+from trainer import train as train_module
 from trainer.checkpoints import background_r2
 from trainer.data import Dataset
 from trainer.metrics import Probe, Recovered
@@ -18,6 +21,7 @@ from trainer.schedule import r2_checkpoints
 from trainer.train import TrainResult, build_model, build_probe, evaluate, train
 
 CPU = torch.device("cpu")
+CHEAP_BACKEND = "aot_eager"  # torch.compile's tracing without inductor's code generation: cheap on the CPU
 
 
 def _run(cfg: ExperimentConfig, data: Dataset, log: Path | None = None) -> tuple[torch.nn.Module, Probe, TrainResult]:
@@ -57,6 +61,44 @@ def test_final_recovery_is_computed_once_and_gives_the_same_metrics(
     recomputed = evaluate(model, synth, two_epochs, probe, 0.0).metrics
     assert len(calls) == 2 * len(r2_checkpoints(20)) + 1
     assert reused == recomputed
+
+
+@pytest.mark.parametrize("async_mode", ["on", "off"])
+def test_a_compiled_run_reuses_exactly_the_recovery_evaluate_computes(
+    synth: Dataset, two_epochs: ExperimentConfig, monkeypatch: pytest.MonkeyPatch, async_mode: str
+) -> None:
+    """The compiled loss runs the model on plain ops; the final checkpoint still scores on evaluate's ops."""
+    monkeypatch.setattr(train_module, "COMPILE_BACKEND", CHEAP_BACKEND)
+    two_epochs.training.compile, two_epochs.training.r2_async = "default", async_mode
+    torch._dynamo.reset()
+    try:
+        model, probe, result = _run(two_epochs, synth)
+    finally:
+        torch._dynamo.reset()
+    assert result.recovered is not None
+    recomputed = probe.recover(model)
+    for field in fields(Recovered):
+        np.testing.assert_array_equal(getattr(result.recovered, field.name), getattr(recomputed, field.name),
+                                      err_msg=field.name)  # fmt: skip
+    reused = evaluate(model, synth, two_epochs, probe, 0.0, result.recovered).metrics
+    assert reused == evaluate(model, synth, two_epochs, probe, 0.0).metrics
+
+
+@pytest.mark.parametrize(("async_mode", "on_main_thread"), [("on", False), ("off", True)])
+def test_r2_async_decides_which_thread_scores_the_checkpoints(
+    synth: Dataset, two_epochs: ExperimentConfig, monkeypatch: pytest.MonkeyPatch, async_mode: str, on_main_thread: bool
+) -> None:
+    threads: list[bool] = []
+    real = Probe.recover
+
+    def recover(self: Probe, model: FlyVisGNN) -> Recovered:
+        threads.append(threading.current_thread() is threading.main_thread())
+        return real(self, model)
+
+    monkeypatch.setattr(Probe, "recover", recover)
+    two_epochs.training.r2_async = async_mode
+    _run(two_epochs, synth)
+    assert threads == [on_main_thread] * (2 * len(r2_checkpoints(20)))
 
 
 def test_background_checkpoints_write_the_in_loop_log(
