@@ -45,7 +45,7 @@ from agent.prompts import (
 from agent.reply import ReplyContext, ReplyRejected, parse_reply, resolve_proposals
 from agent.reply_check import PlannedSlot
 from agent.run_files import RunFiles, render_analysis, write_controller_files
-from agent.run_state import RunState, count_batches, iterations_of_batch
+from agent.run_state import RunState
 from agent.views.live import LiveView
 from agent.views.plots import plot_block_tree
 from experiment.exploration import Seeds, SlotResult, block_of, block_range, digest_trajectory
@@ -96,8 +96,8 @@ class Controller:
         self.files = RunFiles(settings.run_dir)
         self.template: SlotTemplate = load_slot_template(self.files.base_config)
         self.claude = self.template.config.claude
-        # the batch size as the journal recorded it at the start (the run config's for journals before it was)
-        self.n_slots = RunState.from_events(journal.events, n_slots=self.claude.n_slots).batch_size
+        self._state = RunState(n_slots=self.claude.n_slots)  # the config's batch size for journals without one
+        self._folded = 0  # journal events folded into _state so far
         self.name = self.files.name
         self.live = LiveView(self.files, self.n_batches)
         self.log = log or self.live.write
@@ -105,20 +105,30 @@ class Controller:
     # ------------------------------------------------------------------ derived state
     @property
     def state(self) -> RunState:
-        """Where the run stands, reduced from the journal as it is now (every resume decision reads this)."""
-        return RunState.from_events(self.journal.events, n_slots=self.n_slots)
+        """Where the run stands, reduced from the journal as it is now (every resume decision reads this).
+
+        The journal only grows, so only the events appended since the last call are folded in."""
+        events = self.journal.events
+        self._state.fold(events[self._folded :])
+        self._folded = len(events)
+        return self._state
+
+    # the run's size, as the journal recorded it (agent.run appends this invocation's start before the controller runs)
+    @property
+    def n_slots(self) -> int:
+        return self.state.batch_size
 
     @property
     def n_batches(self) -> int:
-        return count_batches(self.s.n_iterations, self.n_slots)
+        return self.state.n_batches
 
     @property
     def planned_iterations(self) -> int:
         """Iterations the batches hold (the last batch is full)."""
-        return self.n_batches * self.n_slots
+        return self.state.planned_iterations
 
     def batch_iterations(self, batch: int) -> list[int]:
-        return iterations_of_batch(batch, self.s.n_iterations, self.n_slots)
+        return self.state.batch_iterations(batch)
 
     def results(self) -> list[SlotResult]:
         return self.state.results

@@ -358,7 +358,7 @@ def _rules_text(ctx: BatchPromptInput, batch: list[SlotResult], rows: list[Varia
         )
     slot_map = ", ".join(f"slot {s} -> iteration {nxt_first + s}" for s in range(ctx.n_slots))
     lines.append(f"- Next batch: iterations {nxt_first}-{nxt_last} ({slot_map}).")
-    batch_no = (nxt_first - 1) // ctx.n_slots + 1
+    batch_no = block_of(nxt_first, ctx.n_slots)  # a batch is a block of n_slots iterations
     if last >= block_last:
         lines.append(
             f'- The next batch starts block {block + 1}: a fresh tree. Every config must have `parent="root"`; '

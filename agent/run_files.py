@@ -158,7 +158,7 @@ def render_analysis(replies: Iterable[tuple[int, str]], name: str, n_iter_block:
     for batch, entries in replies:
         if batch == 0 or not entries.strip():
             continue
-        first = (batch - 1) * n_slots + 1
+        first = block_range(batch, n_slots)[0]  # a batch is a block of n_slots iterations
         block = block_of(first, n_iter_block)
         if batch == 1 or block_of(first - n_slots, n_iter_block) != block:
             chunks.append(block_heading(block, *block_range(block, n_iter_block)) + "\n")

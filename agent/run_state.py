@@ -8,7 +8,6 @@ phase. The controller's resume logic, the run command, status, report and rebuil
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -32,7 +31,7 @@ from agent.events import (
     SlotSubmitted,
 )
 from agent.reply_check import PlannedSlot
-from experiment.exploration import SlotResult
+from experiment.exploration import SlotResult, count_batches, iterations_of_batch
 
 Phase = Literal[
     "starting",  # no PARALLEL START reply applied yet
@@ -46,21 +45,9 @@ Phase = Literal[
 ]
 
 
-def count_batches(n_iterations: int, n_slots: int) -> int:
-    """Batches a run of ``n_iterations`` plans: the last one is full even when the division leaves a rest."""
-    return math.ceil(n_iterations / n_slots)
-
-
-def iterations_of_batch(batch: int, n_iterations: int, n_slots: int) -> list[int]:
-    """The iterations of a 1-based batch; empty outside the run."""
-    first = (batch - 1) * n_slots + 1
-    last = count_batches(n_iterations, n_slots) * n_slots
-    return list(range(max(first, 1), min(first + n_slots, last + 1)))
-
-
 @dataclass
 class RunState:
-    """A run as its journal describes it. Build with ``from_events``; readers never mutate it."""
+    """A run as its journal describes it. Build with ``from_events`` (and ``fold`` as the journal grows)."""
 
     name: str | None = None
     n_iterations: int | None = None  # planned, as the last start or resume recorded it
@@ -94,12 +81,17 @@ class RunState:
         """Fold the events in order. ``n_slots`` is the batch size to use when no start event recorded one (journals
         written before it was); without it such a state has no size, and ``n_batches``, ``phase`` and
         ``current_batch`` raise."""
-        state = cls()
+        return cls(n_slots=n_slots).fold(events)
+
+    def fold(self, events: Iterable[EventBase]) -> RunState:
+        """Apply further events, in journal order (the state of the longer journal); returns this state.
+
+        ``from_events(a + b)`` equals ``from_events(a).fold(b)``: a reader that follows a growing journal folds
+        only the new events.
+        """
         for event in events:
-            state._apply(event)
-        if state.n_slots is None:
-            state.n_slots = n_slots
-        return state
+            self._apply(event)
+        return self
 
     def _apply(self, e: EventBase) -> None:
         if isinstance(e, RunStarted | RunResumed):

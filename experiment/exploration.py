@@ -32,6 +32,19 @@ def block_range(block: int, n_iter_block: int) -> tuple[int, int]:
     return (block - 1) * n_iter_block + 1, block * n_iter_block
 
 
+def count_batches(n_iterations: int, n_slots: int) -> int:
+    """Batches a run of ``n_iterations`` plans: the last one is full even when the division leaves a rest."""
+    return math.ceil(n_iterations / n_slots)
+
+
+def iterations_of_batch(batch: int, n_iterations: int, n_slots: int) -> list[int]:
+    """The iterations of a 1-based batch (batches are blocks of ``n_slots`` iterations); empty outside the run."""
+    if not 1 <= batch <= count_batches(n_iterations, n_slots):
+        return []
+    first, last = block_range(batch, n_slots)
+    return list(range(first, last + 1))
+
+
 class PhaseChange(BaseModel):
     """R2 change over one contiguous phase segment of the trajectory."""
 

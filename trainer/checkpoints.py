@@ -99,7 +99,7 @@ class R2Checkpoints:
         self._shell: FlyVisGNN | None = None
         if background:
             shared = {id(b): b for b in model.buffers()}  # constant index buffers: shared, not copied
-            self._shell = copy.deepcopy(model, shared)
+            self._shell = copy.deepcopy(model, shared)  # keeps the usual ops: the loss function never touches it
             # the worker thread gets the loop's denormal flushing (a per-thread CPU flag; train() sets it)
             self._executor = ThreadPoolExecutor(1, "r2", initializer=torch.set_flush_denormal, initargs=(True,))
 
@@ -156,7 +156,6 @@ class R2Checkpoints:
             with torch.no_grad():
                 for p, value in zip(self._shell.parameters(), snapshot, strict=True):
                     p.copy_(value)
-            self._shell.plain_ops = self._plain_ops
             return self._score(self._shell, job)
         except BaseException:
             self._failed = True

@@ -82,50 +82,49 @@ def ever_active(cfg: TrainingConfig) -> tuple[str, ...]:
     return tuple(key for key in REGULARISER_KEYS if any(c[key] > 0 for c in coeffs))
 
 
+def active_coefficients(cfg: TrainingConfig, epoch: int) -> dict[str, float]:
+    """The annealed coefficients that are > 0 in 0-based ``epoch``: the terms an eager step adds."""
+    return {key: c for key, c in annealed_coefficients(cfg, epoch).items() if c > 0}
+
+
 Coefficient = float | Tensor
-
-
-def _on(coeff: Mapping[str, Coefficient], key: str) -> bool:
-    """A float coefficient is active when > 0; a tensor one always (its value is not read on the host)."""
-    c = coeff.get(key, 0.0)
-    return isinstance(c, Tensor) or c > 0
 
 
 def regularisers(model: FlyVisGNN, v: Tensor, cfg: TrainingConfig, epoch: int, xnorm: float) -> dict[str, Tensor]:
     """The active regularisers for the voltages ``v`` (N,) of one frame in ``epoch``; keys name the config
-    coefficient. A term whose annealed coefficient is 0 is left out (``weighted_regularisers``)."""
-    return weighted_regularisers(model, v, annealed_coefficients(cfg, epoch), xnorm)
+    coefficient. A term whose annealed coefficient is 0 is left out."""
+    return weighted_regularisers(model, v, active_coefficients(cfg, epoch), xnorm)
 
 
 def weighted_regularisers(
     model: FlyVisGNN, v: Tensor, coeff: Mapping[str, Coefficient], xnorm: float
 ) -> dict[str, Tensor]:
-    """The regularisers for the voltages ``v`` (N,) of one frame with the annealed coefficients ``coeff``.
+    """The regularisers for the voltages ``v`` (N,) of one frame: one term per key of ``coeff``, weighted by it.
 
     The trainer calls this once per iteration with the last frame of the batch (the reference's rule).
     coeff_edge_diff: ``||ReLU(g(v, a)^2 - g(1.05 v, a)^2)||_2`` (lin_edge should grow with v);
     coeff_edge_norm: ``||g(2 xnorm, a)^2 - 2 xnorm||_2`` (anchors lin_edge's scale; W absorbs the rest);
-    both on detached v and a. A missing key or a float coefficient <= 0 leaves its term out; a 0-d tensor
-    coefficient (the compiled step: one graph for every epoch) always adds its term, which is exactly 0 while
-    the coefficient is 0 (same loss and gradients as leaving it out).
+    both on detached v and a. The eager step passes the coefficients > 0 (``active_coefficients``); the compiled
+    step passes 0-d tensors for every term active in some epoch (one graph for every epoch; a term is exactly 0
+    while its coefficient is, with the same loss and gradients as leaving it out).
     """
     terms: dict[str, Tensor] = {}
-    if _on(coeff, "coeff_edge_diff") or _on(coeff, "coeff_edge_norm"):
+    if "coeff_edge_diff" in coeff or "coeff_edge_norm" in coeff:
         v_in, a_in = v.detach(), model.a.detach()
-        if _on(coeff, "coeff_edge_diff"):
+        if "coeff_edge_diff" in coeff:
             diff = torch.relu(model.edge_fn(v_in, a_in) - model.edge_fn(1.05 * v_in, a_in))
             terms["coeff_edge_diff"] = coeff["coeff_edge_diff"] * torch.linalg.vector_norm(diff)
-        if _on(coeff, "coeff_edge_norm"):
+        if "coeff_edge_norm" in coeff:
             g = model.edge_fn(torch.full_like(v_in, 2.0 * xnorm), a_in)
             terms["coeff_edge_norm"] = coeff["coeff_edge_norm"] * torch.linalg.vector_norm(g - 2.0 * xnorm)
     for mlp_name, prefix in (("lin_edge", "coeff_edge_weight"), ("lin_phi", "coeff_phi_weight")):
         mlp = getattr(model, mlp_name)
         for order in (1, 2):
             key = f"{prefix}_L{order}"
-            if _on(coeff, key):
+            if key in coeff:
                 terms[key] = coeff[key] * norm_sum(mlp, order)
-    if _on(coeff, "coeff_W_L1"):
+    if "coeff_W_L1" in coeff:
         terms["coeff_W_L1"] = coeff["coeff_W_L1"] * torch.linalg.vector_norm(model.W, ord=1)
-    if _on(coeff, "coeff_W_L2"):
+    if "coeff_W_L2" in coeff:
         terms["coeff_W_L2"] = coeff["coeff_W_L2"] * torch.linalg.vector_norm(model.W, ord=2)
     return terms

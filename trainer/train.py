@@ -15,7 +15,14 @@ from experiment.config import ExperimentConfig, TrainingConfig
 from experiment.records import Metrics, Phase, R2Row
 from trainer.checkpoints import R2Checkpoints, background_r2
 from trainer.data import Dataset, Split, global_voltage_std
-from trainer.losses import Coefficient, annealed_coefficients, data_loss, ever_active, weighted_regularisers
+from trainer.losses import (
+    Coefficient,
+    active_coefficients,
+    annealed_coefficients,
+    data_loss,
+    ever_active,
+    weighted_regularisers,
+)
 from trainer.metrics import (
     Probe,
     Recovered,
@@ -147,23 +154,26 @@ def make_loss_fn(model: FlyVisGNN, cfg: TrainingConfig, xnorm: float, *, backend
             loss = loss + term
         return loss
 
+    per_epoch: dict[int, Mapping[str, Coefficient]] = {}  # the coefficients of the current epoch, made once
+    graph_terms = ever_active(cfg) if cfg.compile != "off" else ()  # a term never active stays out of the graph
+
+    def coefficients(epoch: int) -> Mapping[str, Coefficient]:
+        if epoch not in per_epoch:
+            per_epoch.clear()
+            if cfg.compile == "off":
+                per_epoch[epoch] = active_coefficients(cfg, epoch)
+            else:
+                values = annealed_coefficients(cfg, epoch)
+                device, dtype = model.W.device, model.W.dtype
+                per_epoch[epoch] = {k: torch.tensor(values[k], dtype=dtype, device=device) for k in graph_terms}
+        return per_epoch[epoch]
+
     if cfg.compile == "off":
 
         def loss_fn(v: torch.Tensor, y: torch.Tensor, stim: torch.Tensor, epoch: int) -> torch.Tensor:
-            return loss_of(v, y, stim, annealed_coefficients(cfg, epoch))
+            return loss_of(v, y, stim, coefficients(epoch))
 
         return loss_fn
-
-    active = ever_active(cfg)  # a term never active in this run stays out of the graph
-    device, dtype = model.W.device, model.W.dtype
-    per_epoch: dict[int, dict[str, torch.Tensor]] = {}
-
-    def coefficients(epoch: int) -> dict[str, torch.Tensor]:
-        if epoch not in per_epoch:
-            per_epoch.clear()
-            values = annealed_coefficients(cfg, epoch)
-            per_epoch[epoch] = {k: torch.tensor(values[k], dtype=dtype, device=device) for k in active}
-        return per_epoch[epoch]
 
     backend = backend or COMPILE_BACKEND
     mode = {"mode": cfg.compile} if backend == "inductor" else {}

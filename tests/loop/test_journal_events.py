@@ -217,3 +217,10 @@ def test_an_old_node_and_a_new_node_of_the_same_config_are_one_config(v1_journal
     raw = json.loads(next(line for line in _v1_lines() if '"slot_finished"' in line))["result"]["trainable"]
     assert "r2_async" not in raw["training"]
     assert config_key(old.trainable) == config_key(normalize_trainable(raw))
+
+
+def test_folding_a_journal_in_two_parts_gives_the_state_of_the_whole(v1_journal: Journal) -> None:
+    events = v1_journal.events
+    whole = RunState.from_events(events, n_slots=2)
+    for cut in range(len(events) + 1):
+        assert RunState.from_events(events[:cut], n_slots=2).fold(events[cut:]) == whole
