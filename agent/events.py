@@ -8,7 +8,7 @@ so they are validated once, when the line is read, and never looked up by string
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
@@ -199,24 +199,15 @@ JournalEvent = Annotated[
     | RunFinished,
     Field(discriminator="type"),
 ]
-EVENT_TYPES: tuple[type[EventBase], ...] = (
-    RunStarted,
-    RunResumed,
-    ConfigsApplied,
-    SlotSubmitted,
-    SlotFinished,
-    MemoryRead,
-    LlmResponse,
-    ReplyRejected,
-    ReplyAccepted,
-    AnalysisPending,
-    AnalysisApplied,
-    ReviewPause,
-    ReviewDone,
-    Interrupted,
-    RunFinished,
-)
-EVENT_NAMES: frozenset[str] = frozenset(cls.model_fields["type"].default for cls in EVENT_TYPES)
+EVENT_TYPES: tuple[type[EventBase], ...] = get_args(get_args(JournalEvent)[0])  # the union's members, in order
+
+
+def event_name(cls: type[EventBase]) -> str:
+    """The ``type`` value of an event model."""
+    return cls.model_fields["type"].default
+
+
+EVENT_NAMES: frozenset[str] = frozenset(map(event_name, EVENT_TYPES))
 
 _ADAPTER: TypeAdapter[Any] | None = None
 
@@ -226,11 +217,6 @@ def _adapter() -> TypeAdapter[Any]:
     if _ADAPTER is None:  # built on first use: no work at import time
         _ADAPTER = TypeAdapter(JournalEvent)
     return _ADAPTER
-
-
-def event_name(cls: type[EventBase]) -> str:
-    """The ``type`` value of an event model."""
-    return cls.model_fields["type"].default
 
 
 def parse_event(data: Any) -> EventBase:
