@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from agent import protocol
 from agent.claims import CV_TOL, ClaimFacts, check_entry_claims, metric_tolerance
@@ -74,11 +74,15 @@ class ReplyContext(BaseModel):
     time_limit_min: float = Field(protocol.TIME_LIMIT_MIN, gt=0)
     variance_rows: list[VarianceRow] | None = Field(None, description="None: computed from all_results")
 
+    _table: list[VarianceRow] | None = PrivateAttr(None)  # variance_table(all_results), once per context
+
     def rows(self) -> list[VarianceRow]:
-        """The variance table of the run so far (computed once per context)."""
-        if self.variance_rows is None:
-            self.variance_rows = variance_table(self.all_results)
-        return self.variance_rows
+        """The variance table of the run so far (given, or computed once per context)."""
+        if self.variance_rows is not None:
+            return self.variance_rows
+        if self._table is None:
+            self._table = variance_table(self.all_results)
+        return self._table
 
     @property
     def next_batch(self) -> int:

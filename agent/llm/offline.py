@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from agent.llm.base import LLMBackend, LLMCallFailed, LLMError, LLMRequest, LLMResponse, Usage
+from agent.llm.base import LLMBackend, LLMCallFailed, LLMError, LLMRequest, LLMResponse, Usage, one_line
 
 OfflinePolicy = Callable[[LLMRequest], str]
 
@@ -25,10 +25,8 @@ class OfflineBackend(LLMBackend):
         except LLMError:
             raise
         except Exception as err:  # a policy bug or a request it cannot read: the base class's one error type
-            detail = " ".join(str(err).split())[:300]
-            raise LLMCallFailed(
-                f"{self.name} {request.call_id}: the policy failed: {type(err).__name__}: {detail}"
-            ) from err
+            detail = one_line(f"{type(err).__name__}: {err}")
+            raise LLMCallFailed(f"{self.name} {request.call_id}: the policy failed: {detail}") from err
         if not isinstance(text, str) or not text.strip():
             raise LLMCallFailed(f"offline {request.call_id}: the offline policy returned an empty reply")
         return LLMResponse(
