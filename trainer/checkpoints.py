@@ -73,6 +73,7 @@ class _Job:
 class _Scored:
     row: R2Row
     recovered: Recovered | None
+    final: bool = False
 
 
 class R2Checkpoints:
@@ -86,12 +87,14 @@ class R2Checkpoints:
         *,
         background: bool,
         on_row: Callable[[R2Row], None] | None = None,
+        on_recovered: Callable[[R2Row, Recovered], None] | None = None,
     ) -> None:
         self.model, self.probe = model, probe
         self._plain_ops = model.plain_ops  # the usual ops (evaluate's): built before the loss function sets its own
         self.rows: list[R2Row] = []
         self.recovered: Recovered | None = None
         self._on_row = on_row
+        self._on_recovered = on_recovered  # sees every checkpoint's recovered parameters (tau, V_rest, W*)
         self._log = R2Log(log_path)
         self._pending: deque[Future[_Scored | None]] = deque()
         self._failed = False  # worker thread only: set at the first failure, later jobs are skipped
@@ -146,7 +149,7 @@ class R2Checkpoints:
             phase=job.phase,
         )
         self._log.write(row)
-        return _Scored(row, rec if job.final else None)
+        return _Scored(row, rec if job.final or self._on_recovered is not None else None, job.final)
 
     def _score_snapshot(self, snapshot: list[torch.Tensor], job: _Job) -> _Scored | None:
         """Worker thread: load the snapshot into the private model and score it; nothing after a failure."""
@@ -165,7 +168,9 @@ class R2Checkpoints:
         if scored is None:
             return
         self.rows.append(scored.row)
-        if scored.recovered is not None:
+        if scored.recovered is not None and scored.final:
             self.recovered = scored.recovered
+        if scored.recovered is not None and self._on_recovered is not None:
+            self._on_recovered(scored.row, scored.recovered)
         if self._on_row is not None:
             self._on_row(scored.row)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -247,18 +247,22 @@ def train(
     *,
     r2_log: Path | None = None,
     progress: bool | None = None,
+    extra_checkpoints: Iterable[int] = (),
+    on_recovered: Callable[[R2Row, Recovered], None] | None = None,
 ) -> TrainResult:
     """Adam over the four param groups with the configured schedule; raises TrainingFailed on NaN loss.
 
     R2 checkpoints run in the loop or, with ``training.r2_async`` (trainer.checkpoints), on a background thread
     that the loop waits for only at the end; the rows and the R2 log are the same either way.
+    ``extra_checkpoints`` adds iterations (of the epoch) to the R2 checkpoints; ``on_recovered`` sees every
+    checkpoint's row with its recovered parameters (measurements of tau and V_rest along a run).
     """
     torch.set_flush_denormal(True)  # L1-shrunk weights turn denormal and slow CPU math several-fold
     tune_allocator()
     device = model.W.device
     niter = iterations_per_epoch(cfg, data.train.n_frames)
     total = niter * cfg.n_epochs
-    checkpoints = set(r2_checkpoints(niter))
+    checkpoints = set(r2_checkpoints(niter)) | {c for c in extra_checkpoints if 1 <= c <= niter}
     xnorm = 1.5 * global_voltage_std(data.train.voltage)
     sampler = FrameSampler(data.train, cfg.batch_size, total, cfg.seed, device)
     phase, lrs = phase_lrs(0, niter, cfg)
@@ -270,7 +274,9 @@ def train(
     bar = Progress(total, desc="train", bar=progress)
     on_row = lambda row: bar.update(0, conn_R2=row.connectivity_r2)  # noqa: E731
     # set up before loss_fn_for: the checkpoints score with the model's usual ops (evaluate's), not the compiled loss's
-    r2 = R2Checkpoints(model, probe, r2_log, background=background_r2(cfg.r2_async, device), on_row=on_row)
+    r2 = R2Checkpoints(
+        model, probe, r2_log, background=background_r2(cfg.r2_async, device), on_row=on_row, on_recovered=on_recovered
+    )
     t0 = time.perf_counter()
     try:
         with loss_fn_for(model, cfg, xnorm) as loss_fn:
