@@ -42,15 +42,19 @@ def base_lrs(cfg: TrainingConfig) -> dict[str, float]:
 
 
 def _cyclic_phase(iteration: int, niter: int, cfg: TrainingConfig) -> Phase:
-    """Cycle ``k`` spans ``[k*niter//n, (k+1)*niter//n)``; its W-phase is ``round(len * (1 - vrest_ratio))``
-    iterations, its V_rest-phase the rest; ``alternate_first_phase`` says which of the two comes first."""
-    n_alt = min(cfg.n_alternations, niter)
-    cycle = min(iteration * n_alt // niter, n_alt - 1)
-    start, end = cycle * niter // n_alt, (cycle + 1) * niter // n_alt
-    w_len = round((end - start) * (1.0 - cfg.alternate_vrest_ratio))
-    if cfg.alternate_first_phase == "W":
-        return "W" if iteration - start < w_len else "V_rest"
-    return "V_rest" if iteration - start < (end - start) - w_len else "W"
+    """The reference's cyclic rule: ``n_alternations`` cycles of ``niter // n`` iterations each, a W-phase of
+    ``int(length * (1 - vrest_ratio))`` iterations and a V_rest-phase of the rest, in the order
+    ``alternate_first_phase``; the ``niter % n`` iterations after the last cycle stay in its last phase."""
+    n_alt = max(1, min(cfg.n_alternations, niter))
+    length = niter // n_alt
+    w_len = int(length * (1 - cfg.alternate_vrest_ratio))
+    w_first = cfg.alternate_first_phase == "W"
+    first: Phase = "W" if w_first else "V_rest"
+    second: Phase = "V_rest" if w_first else "W"
+    first_len = w_len if w_first else length - w_len
+    if iteration >= n_alt * length:
+        return second
+    return first if iteration % length < first_len else second
 
 
 def phase_lrs(iteration: int, niter: int, cfg: TrainingConfig) -> tuple[Phase, dict[str, float]]:
