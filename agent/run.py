@@ -90,11 +90,19 @@ def default_config_for(instructions: Instructions) -> Path:
 
 
 def check_machine(config: ExperimentConfig, source: Path) -> None:
-    """The full-scale experiment needs a GPU and DAVIS; say so before doing anything."""
+    """The full-scale experiment needs a GPU, DAVIS and the trained network; say so before doing anything."""
     sim = config.simulation
     problems = []
     if sim.stimulus == "davis" and not (sim.davis_root or os.environ.get("DAVIS_ROOT")):
         problems.append("a DAVIS folder (set simulation.davis_root or DAVIS_ROOT)")
+    if sim.ground_truth.startswith("flyvis:"):
+        from simulator.errors import SimulatorError
+        from simulator.ground_truth import resolve_checkpoint_dir
+
+        try:
+            resolve_checkpoint_dir(sim.ground_truth)
+        except SimulatorError:
+            problems.append(f"the trained network {sim.ground_truth} (get it with `flyvis download-pretrained`)")
     if sim.extent >= 8 and config.training.device != "cpu":
         import torch
 

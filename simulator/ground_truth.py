@@ -15,8 +15,10 @@ brought to the trained one's operating regime: W std, excitatory loop gain and a
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import pickle
+import re
 import zipfile
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -28,6 +30,7 @@ from simulator.connectome import MAX_EXTENT, Connectome, ConnectomeSpec, build_c
 from simulator.errors import SimulatorError
 
 SYNTHETIC = "synthetic"
+FLYVIS_PREFIX = "flyvis:"
 SYNTHETIC_SEED = 20240617
 CHECKPOINT_FILE = "best_chkpt"
 _KEYS = ("nodes_bias", "nodes_time_const", "edges_sign", "edges_syn_count", "edges_syn_strength")
@@ -120,15 +123,30 @@ def _flyvis_groups(spec_path: Path) -> tuple[np.ndarray, np.ndarray]:
     return pair_row, flat_row
 
 
+def checkpoint_file(directory: Path) -> Path | None:
+    """The checkpoint the reference simulates: flyvis's ``init_network(checkpoint=0)``, the lowest-numbered
+    ``chkpts/chkpt_*`` of the network folder; else the folder's ``best_chkpt``; None when it has neither."""
+    numbered = sorted(
+        (int(m.group(1)), p) for p in directory.glob("chkpts/chkpt_*") if (m := re.match(r"chkpt_(\d+)$", p.name))
+    )
+    if numbered:
+        return numbered[0][1]
+    best = directory / CHECKPOINT_FILE
+    return best if best.is_file() else None
+
+
 def _read_checkpoint(directory: Path) -> dict[str, np.ndarray]:
-    """The five network tensors of ``directory/best_chkpt`` as float64 numpy arrays."""
+    """The five network tensors of the folder's checkpoint (``checkpoint_file``) as float64 numpy arrays."""
     import torch
 
-    file = directory / CHECKPOINT_FILE
     if not directory.is_dir():
         raise SimulatorError(f"simulation.ground_truth: checkpoint directory {directory} does not exist")
-    if not file.is_file():
-        raise SimulatorError(f"simulation.ground_truth: {file} does not exist (expected a flyvis best_chkpt)")
+    file = checkpoint_file(directory)
+    if file is None:
+        raise SimulatorError(
+            f"simulation.ground_truth: {directory / CHECKPOINT_FILE} does not exist (expected a flyvis best_chkpt "
+            "or chkpts/chkpt_00000)"
+        )
     try:
         network = torch.load(file, map_location="cpu", weights_only=True)["network"]
         return {k: network[k].detach().double().numpy() for k in _KEYS}
@@ -386,14 +404,47 @@ def shared_checkpoint_dir() -> Path | None:
     return path.resolve() if (path / CHECKPOINT_FILE).is_file() else None
 
 
+def flyvis_results_dir() -> Path | None:
+    """flyvis's own results folder, located as flyvis does (``$FLYVIS_ROOT_DIR/results``, else ``data/results``
+    beside the installed package) without importing flyvis (its import creates folders); None without flyvis."""
+    root = os.environ.get("FLYVIS_ROOT_DIR")
+    if root is None:
+        spec = importlib.util.find_spec("flyvis")
+        if spec is None or spec.origin is None:
+            return None
+        package = Path(spec.origin).parent
+        root = str((package if package.parent.name == "site-packages" else package.parent) / "data")
+    return Path(root).expanduser().absolute() / "results"
+
+
+def resolve_checkpoint_dir(spec: str) -> Path:
+    """The network folder of a checkpoint ``ground_truth``: ``flyvis:<task>/<ensemble>/<model>`` (a network in
+    flyvis's results folder, e.g. the reference's ``flyvis:flow/0000/000``) or a folder path.
+
+    A ``flyvis:`` network that is not there raises a one-line SimulatorError that says how to get it.
+    """
+    if not spec.startswith(FLYVIS_PREFIX):
+        return Path(spec).expanduser().resolve()
+    name = spec.removeprefix(FLYVIS_PREFIX).strip("/")
+    results = flyvis_results_dir()
+    directory = None if results is None or not name else results / name
+    if directory is None or not directory.is_dir() or checkpoint_file(directory) is None:
+        where = directory or "flyvis's results folder (the flyvis package is not installed)"
+        raise SimulatorError(
+            f"simulation.ground_truth: {spec}: no trained network at {where}; get flyvis's pretrained networks with "
+            "`flyvis download-pretrained` (FLYVIS_ROOT_DIR sets where they go) or set ground_truth to a checkpoint folder"
+        )
+    return directory
+
+
 def load_ground_truth(spec: str, connectome: Connectome) -> GroundTruth:
-    """``"synthetic"`` or a flyvis checkpoint directory (containing best_chkpt), at ``connectome``'s extent."""
+    """``"synthetic"``, ``flyvis:<task>/<ensemble>/<model>`` or a flyvis network folder, at ``connectome``'s extent."""
     if spec == SYNTHETIC:
         return expand(synthetic_params(connectome.spec), connectome)
-    directory = Path(spec).expanduser().resolve()
+    directory = resolve_checkpoint_dir(spec)
     gt = expand(checkpoint_params(directory, connectome.spec), connectome)
     if not (np.isfinite(gt.W).all() and np.isfinite(gt.tau).all() and np.isfinite(gt.V_rest).all()):
-        raise SimulatorError(f"{directory / CHECKPOINT_FILE}: some edges at this extent have no checkpoint value")
+        raise SimulatorError(f"{directory}: some edges at this extent have no checkpoint value")
     return GroundTruth(W=gt.W, tau=gt.tau, V_rest=gt.V_rest, kind="checkpoint", path=str(directory))
 
 
