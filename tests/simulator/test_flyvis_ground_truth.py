@@ -71,3 +71,15 @@ def test_checkpoint_file_is_the_first_numbered_checkpoint_as_the_reference_loads
     for index in (12, 3, 100):
         (tmp_path / "chkpts" / f"chkpt_{index:05}").write_bytes(b"")
     assert checkpoint_file(tmp_path) == tmp_path / "chkpts" / "chkpt_00003"  # init_network(checkpoint=0)
+
+
+def test_full_scale_machine_check_names_the_missing_network(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent.run import UsageError, check_machine
+    from experiment.config import load_experiment
+
+    monkeypatch.setenv("FLYVIS_ROOT_DIR", str(tmp_path))  # an empty flyvis root: no results/flow/0000/000
+    config = load_experiment(REPO / "configs" / "flyvis_62_1_gs_alternate.yaml")
+    with pytest.raises(UsageError) as err:
+        check_machine(config, Path("flyvis_62_1_gs_alternate.yaml"))
+    message = str(err.value)
+    assert "\n" not in message and "flyvis:flow/0000/000" in message and "`flyvis download-pretrained`" in message
