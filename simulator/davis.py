@@ -67,16 +67,24 @@ def integral_image(img: np.ndarray) -> np.ndarray:
     return integral
 
 
-def box_means(integral: np.ndarray, cy: np.ndarray, cx: np.ndarray, box: np.ndarray | int) -> np.ndarray:
-    """Mean of the ``box`` x ``box`` pixel box centred at each (cy, cx) (any broadcastable shapes), clipped at the
-    image border; a box wholly outside reads 0. Shared by DAVIS frames and the natural stream (simulator.natural).
-    """
-    h, w = integral.shape[0] - 1, integral.shape[1] - 1
+def box_bounds(shape: tuple[int, int], cy: np.ndarray, cx: np.ndarray, box: np.ndarray | int) -> tuple[np.ndarray, ...]:
+    """Pixel bounds (y0, y1, x0, x1), half-open and clipped to an image of ``shape``, of ``box`` x ``box`` boxes
+    centred at (cy, cx) (any broadcastable shapes)."""
+    h, w = shape
     y0 = np.clip(np.round(cy - box / 2).astype(int), 0, h)
     x0 = np.clip(np.round(cx - box / 2).astype(int), 0, w)
-    y1, x1 = np.clip(y0 + box, 0, h), np.clip(x0 + box, 0, w)
+    return y0, np.clip(y0 + box, 0, h), x0, np.clip(x0 + box, 0, w)
+
+
+def bounded_means(integral: np.ndarray, y0: np.ndarray, y1: np.ndarray, x0: np.ndarray, x1: np.ndarray) -> np.ndarray:
+    """Mean pixel value inside each box of ``box_bounds``; an empty box (wholly outside) reads 0."""
     total = integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
     return total / np.maximum((y1 - y0) * (x1 - x0), 1)
+
+
+def box_means(integral: np.ndarray, cy: np.ndarray, cx: np.ndarray, box: np.ndarray | int) -> np.ndarray:
+    """Mean of the ``box`` x ``box`` pixel box centred at each (cy, cx), clipped at the image border."""
+    return bounded_means(integral, *box_bounds((integral.shape[0] - 1, integral.shape[1] - 1), cy, cx, box))
 
 
 def hexal_offsets(columns: np.ndarray) -> np.ndarray:

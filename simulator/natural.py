@@ -3,8 +3,9 @@
 The photographs ship inside scikit-image's wheel (``skimage/data``) and are read from the package folder with
 pillow, never through ``skimage.data``'s fetchers, so no download is ever attempted. They go onto the lattice
 by the DAVIS code path (simulator.davis): ``to_grey`` (luminance in [0, 1]), the 8 flip x rot90 augmentations,
-13 px box means at the hexal centres (``box_means`` on ``hexal_offsets``), so the photoreceptors see the
-same range and resolution as with DAVIS frames. Instead of a video's own motion, a gaze moves over the photo,
+13 px box means at the hexal centres (``box_bounds``/``bounded_means`` on ``hexal_offsets``), so the
+photoreceptors see the same range and resolution as with DAVIS frames. An augmentation maps each pixel box
+exactly onto a box of the unaugmented photo, so one summed-area table per photo serves all 8. Instead of a video's own motion, a gaze moves over the photo,
 one sequence of 50-80 frames per (image, augmentation), with one of three motions:
 
 - drift: a slow pan, velocity = a random mean (1-20 columns/s) plus a smooth (low-pass) random part;
@@ -22,7 +23,16 @@ from pathlib import Path
 
 import numpy as np
 
-from simulator.davis import BOX, N_AUGMENT, augment, box_means, hexal_offsets, integral_image, split_names, to_grey
+from simulator.davis import (
+    BOX,
+    N_AUGMENT,
+    bounded_means,
+    box_bounds,
+    hexal_offsets,
+    integral_image,
+    split_names,
+    to_grey,
+)
 from simulator.errors import SimulatorError
 from simulator.streams import BufferedStream
 
@@ -73,6 +83,26 @@ def split_images() -> dict[str, list[str]]:
     return split_names(list(IMAGES))
 
 
+def augmented_shape(shape: tuple[int, int], k: int) -> tuple[int, int]:
+    """Shape of ``simulator.davis.augment(img, k)`` for an image of ``shape``."""
+    return (shape[1], shape[0]) if k % 2 else shape
+
+
+def source_bounds(bounds: tuple[np.ndarray, ...], k: int, shape: tuple[int, int]) -> tuple[np.ndarray, ...]:
+    """Half-open boxes (y0, y1, x0, x1) in ``augment(img, k)`` -> the same pixels' box in ``img`` of ``shape``.
+
+    ``augment`` flips (k >= 4) then rotates by 90 degrees (k % 4) times; np.rot90 maps A[i, j] = F[j, W_F - 1 - i],
+    so each rotation is undone by rows <- columns, columns <- W_F - rows (reversed), and the flip by mirroring x.
+    """
+    y0, y1, x0, x1 = bounds
+    for i in range(k % 4, 0, -1):
+        width = shape[1] if (i - 1) % 2 == 0 else shape[0]  # width of the image before the i-th rotation
+        y0, y1, x0, x1 = x0, x1, width - y1, width - y0
+    if k >= 4:
+        x0, x1 = shape[1] - x1, shape[1] - x0
+    return y0, y1, x0, x1
+
+
 def _fold(p: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """Reflect positions into [lo, hi] (a gaze that reaches the border bounces back)."""
     span = np.maximum(hi - lo, 0.0)
@@ -91,7 +121,8 @@ class NaturalStream(BufferedStream):
         # half-size of the lattice's sampled area (centres plus half a box), px at scale 1
         self.reach = np.abs(self.offsets).max(0) + BOX / 2
         self.rng = np.random.default_rng(seed)
-        self._grey = {name: load_image(name) for name in self.images}  # checked here: fails before any work
+        # one summed-area table per photo (float64, about 2 MB each), loaded here so a missing file fails early
+        self._integral = {name: integral_image(load_image(name)) for name in self.images}
         self._queue: list[tuple[str, int]] = []
 
     def describe(self) -> dict:
@@ -112,18 +143,24 @@ class NaturalStream(BufferedStream):
             order = self.rng.permutation(len(pairs)) if self.split == "train" else range(len(pairs))
             self._queue = [pairs[i] for i in order]
         name, k = self._queue.pop(0)
-        img = augment(self._grey[name], k)
         n = int(self.rng.integers(MIN_LEN, MAX_LEN + 1))
         motion = MOTIONS[int(self.rng.integers(len(MOTIONS)))]
-        cy, cx, scale = self.gaze(motion, n, img.shape)
-        return self.sample(integral_image(img), cy, cx, scale)
+        cy, cx, scale = self.gaze(motion, n, augmented_shape(self._shape(name), k))
+        return self.sample(name, k, cy, cx, scale)
 
-    def sample(self, integral: np.ndarray, cy: np.ndarray, cx: np.ndarray, scale: np.ndarray) -> np.ndarray:
-        """(n, C) box means for gaze centres (n,) px and scales (n,): all frames and columns in one gather."""
+    def _shape(self, name: str) -> tuple[int, int]:
+        h, w = self._integral[name].shape
+        return h - 1, w - 1
+
+    def sample(self, name: str, k: int, cy: np.ndarray, cx: np.ndarray, scale: np.ndarray) -> np.ndarray:
+        """(n, C) box means of augmentation ``k`` of photo ``name`` for gaze centres (n,) px and scales (n,),
+        in the augmented image's pixels: all frames and columns in one gather."""
         box = np.maximum(np.round(BOX * scale), 1).astype(int)[:, None]
         ys = cy[:, None] + scale[:, None] * self.offsets[None, :, 0]
         xs = cx[:, None] + scale[:, None] * self.offsets[None, :, 1]
-        return box_means(integral, ys, xs, box)
+        shape = self._shape(name)
+        bounds = box_bounds(augmented_shape(shape, k), ys, xs, box)
+        return bounded_means(self._integral[name], *source_bounds(bounds, k, shape))
 
     def gaze(self, motion: str, n: int, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Gaze centre (cy, cx) in px and zoom scale, each (n,), of one ``motion`` over an image of ``shape``."""

@@ -10,10 +10,10 @@ from experiment.config import SimulationConfig, load_experiment
 from experiment.yaml_io import write_yaml_roundtrip
 from simulator.connectome import hex_columns
 from simulator.dataset import open_dataset
-from simulator.davis import hexal_values
+from simulator.davis import augment, hexal_values
 from simulator.errors import SimulatorError
 from simulator.generate import generate_dataset, main
-from simulator.natural import IMAGES, MAX_LEN, NaturalStream, image_dir, integral_image, load_image, split_images
+from simulator.natural import IMAGES, MAX_LEN, NaturalStream, image_dir, load_image, source_bounds, split_images
 from simulator.stimulus import make_stream
 
 COLUMNS = hex_columns(4)
@@ -81,12 +81,26 @@ def test_frames_move_but_are_temporally_smooth() -> None:
     assert np.median(step) < 0.5 * np.abs(f - f.mean(0)).mean()  # neighbouring frames look alike
 
 
-def test_centred_unzoomed_view_equals_davis_sampling() -> None:
-    """At scale 1 over the image centre a natural frame is exactly the DAVIS hexal sampling of that image."""
-    s, img = _stream(), load_image("camera.png")
+@pytest.mark.parametrize("k", range(8))
+def test_centred_unzoomed_view_equals_davis_sampling(k) -> None:
+    """At scale 1 over the image centre a natural frame is exactly the DAVIS hexal sampling of augmentation k."""
+    s = _stream()
+    name = s.images[3]  # a non-square photo: rotations swap its sides
+    img = augment(load_image(name), k)
     h, w = img.shape
-    frame = s.sample(integral_image(img), np.array([h / 2]), np.array([w / 2]), np.array([1.0]))
-    np.testing.assert_allclose(frame[0], hexal_values(img, COLUMNS), rtol=1e-6)
+    frame = s.sample(name, k, np.array([h / 2]), np.array([w / 2]), np.array([1.0]))
+    np.testing.assert_allclose(frame[0], hexal_values(img, COLUMNS), rtol=1e-6, atol=1e-9)
+
+
+def test_augmented_boxes_map_onto_the_same_pixels() -> None:
+    rng = np.random.default_rng(0)
+    img = rng.random((7, 11))
+    for k in range(8):
+        aug = augment(img, k)
+        ys, xs = sorted(rng.integers(0, aug.shape[0] + 1, 2)), sorted(rng.integers(0, aug.shape[1] + 1, 2))
+        y0, y1, x0, x1 = source_bounds((ys[0], ys[1], xs[0], xs[1]), k, img.shape)
+        assert aug[ys[0] : ys[1], xs[0] : xs[1]].sum() == pytest.approx(img[y0:y1, x0:x1].sum())
+        assert (y1 - y0) * (x1 - x0) == (ys[1] - ys[0]) * (xs[1] - xs[0])
 
 
 @pytest.mark.parametrize("shape", [(300, 451), (512, 512)])
