@@ -5,16 +5,17 @@ pillow, never through ``skimage.data``'s fetchers, so no download is ever attemp
 by the DAVIS code path (simulator.davis): ``to_grey`` (luminance in [0, 1]), the 8 flip x rot90 augmentations,
 13 px box means at the hexal centres (``box_bounds``/``bounded_means`` on ``hexal_offsets``), so the
 photoreceptors see the same range and resolution as with DAVIS frames. An augmentation maps each pixel box
-exactly onto a box of the unaugmented photo, so one summed-area table per photo serves all 8. Instead of a video's own motion, a gaze moves over the photo,
-one sequence of 50-80 frames per (image, augmentation), with one of three motions:
+exactly onto a box of the unaugmented photo, so one summed-area table per photo serves all 8. Instead of a
+video's own motion, a gaze moves over the photo, one sequence of 50-80 frames per (image, augmentation), with
+one of three motions:
 
 - drift: a slow pan, velocity = a random mean (1-20 columns/s) plus a smooth (low-pass) random part;
 - saccade: slow drift (< 3 columns/s) broken by 1-3 fast jumps of 4-15 columns, each within 3 frames;
 - loom: fixation while the zoom grows like an approaching object, scale ~ 1 / (t_c - t), 2-4x in all.
 
 The view bounces off the photo's border (it never leaves the image) and zooms out where the lattice would span
-more than 80 % of the photo. Split by image as DAVIS splits by video (every 5th sorted image is test); train cycles (image,
-augmentation) in a seeded order, test in order. Each sequence is sampled in one vectorised gather.
+more than 80 % of the photo. Split by image as DAVIS splits by video (every 5th sorted image is test); train
+cycles (image, augmentation) in a seeded order, test in order. Each sequence is sampled in one vectorised gather.
 """
 
 from __future__ import annotations
