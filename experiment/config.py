@@ -32,8 +32,9 @@ class SimulationConfig(_Section):
     noise_model_level: float = Field(0.05, ge=0, description="std of the process noise added to v each step")
     steady_state_s: float = Field(2.0, ge=0, description="seconds of grey 0.5 before recording")
     ground_truth: str = Field("synthetic", description="'synthetic' or a flyvis checkpoint directory")
-    stimulus: Literal["procedural", "davis"] = Field(
-        "procedural", description="seeded procedural movies or DAVIS 2017 videos"
+    stimulus: Literal["procedural", "davis", "natural"] = Field(
+        "procedural",
+        description="seeded procedural movies, DAVIS 2017 videos, or scikit-image's bundled photos under a moving gaze",
     )
     davis_root: str | None = Field(None, description="DAVIS 2017 folder; DAVIS_ROOT env var otherwise")
     seed: int = Field(42, ge=0, description="drives stimulus order, noise, everything random (controller-owned)")

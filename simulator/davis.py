@@ -38,8 +38,7 @@ def split_videos(root: Path) -> dict[str, list[str]]:
     videos = sorted(p.name for p in (root / "JPEGImages" / "480p").iterdir() if any(p.glob("*.jpg")))
     if len(videos) < 2:
         raise SimulatorError(f"simulation.davis_root: {root} needs at least 2 videos with .jpg frames")
-    test = videos[TEST_EVERY - 1 :: TEST_EVERY] or videos[-1:]
-    return {"train": [v for v in videos if v not in test], "test": test}
+    return split_names(videos)
 
 
 def to_grey(rgb: np.ndarray) -> np.ndarray:
@@ -60,19 +59,52 @@ def augment(img: np.ndarray, k: int) -> np.ndarray:
     return np.rot90(img[:, ::-1] if k >= 4 else img, k % 4)
 
 
+def integral_image(img: np.ndarray) -> np.ndarray:
+    """(H + 1, W + 1) summed-area table of ``img`` (float64), so any box sum is four look-ups."""
+    h, w = img.shape
+    integral = np.zeros((h + 1, w + 1))
+    integral[1:, 1:] = img.astype(np.float64).cumsum(0).cumsum(1)
+    return integral
+
+
+def box_bounds(shape: tuple[int, int], cy: np.ndarray, cx: np.ndarray, box: np.ndarray | int) -> tuple[np.ndarray, ...]:
+    """Pixel bounds (y0, y1, x0, x1), half-open and clipped to an image of ``shape``, of ``box`` x ``box`` boxes
+    centred at (cy, cx) (any broadcastable shapes)."""
+    h, w = shape
+    y0 = np.clip(np.round(cy - box / 2).astype(int), 0, h)
+    x0 = np.clip(np.round(cx - box / 2).astype(int), 0, w)
+    return y0, np.clip(y0 + box, 0, h), x0, np.clip(x0 + box, 0, w)
+
+
+def bounded_means(integral: np.ndarray, y0: np.ndarray, y1: np.ndarray, x0: np.ndarray, x1: np.ndarray) -> np.ndarray:
+    """Mean pixel value inside each box of ``box_bounds``; an empty box (wholly outside) reads 0."""
+    total = integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
+    return total / np.maximum((y1 - y0) * (x1 - x0), 1)
+
+
+def box_means(integral: np.ndarray, cy: np.ndarray, cx: np.ndarray, box: np.ndarray | int) -> np.ndarray:
+    """Mean of the ``box`` x ``box`` pixel box centred at each (cy, cx), clipped at the image border."""
+    return bounded_means(integral, *box_bounds((integral.shape[0] - 1, integral.shape[1] - 1), cy, cx, box))
+
+
+def hexal_offsets(columns: np.ndarray) -> np.ndarray:
+    """(C, 2) pixel offsets (dy, dx) of the hexal centres from the view centre at scale 1: 13(u + v/2), 13v."""
+    u, v = columns[:, 0].astype(np.float64), columns[:, 1].astype(np.float64)
+    return BOX * np.stack([u + v / 2.0, v], axis=1)
+
+
 def hexal_values(img: np.ndarray, columns: np.ndarray) -> np.ndarray:
     """Mean of a BOX x BOX pixel box at each hexal centre (boxes clipped at the image border)."""
     h, w = img.shape
-    cy = h / 2 + BOX * (columns[:, 0] + columns[:, 1] / 2.0)
-    cx = w / 2 + BOX * columns[:, 1].astype(np.float64)
-    y0 = np.clip(np.round(cy - BOX / 2).astype(int), 0, h)
-    x0 = np.clip(np.round(cx - BOX / 2).astype(int), 0, w)
-    y1, x1 = np.clip(y0 + BOX, 0, h), np.clip(x0 + BOX, 0, w)
-    integral = np.zeros((h + 1, w + 1))
-    integral[1:, 1:] = img.cumsum(0).cumsum(1)
-    total = integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
-    area = np.maximum((y1 - y0) * (x1 - x0), 1)
-    return total / area
+    off = hexal_offsets(columns)
+    return box_means(integral_image(img), h / 2 + off[:, 0], w / 2 + off[:, 1], BOX)
+
+
+def split_names(names: list[str]) -> dict[str, list[str]]:
+    """Sorted ``names`` split 80/20: every TEST_EVERY-th is test (the last one when there are fewer)."""
+    names = sorted(names)
+    test = names[TEST_EVERY - 1 :: TEST_EVERY] or names[-1:]
+    return {"train": [n for n in names if n not in test], "test": test}
 
 
 def load_video(folder: Path, columns: np.ndarray) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 ``generate_dataset`` streams frames to the .npy files in chunks (RAM does not grow with T), writes into a
 temporary sibling folder and renames it at the end, so a failure leaves no half-written dataset.
-CLI: ``python -m simulator.generate --config FILE --seed N --out DIR [--extent R] [--n-frames T]``.
+CLI: ``python -m simulator.generate --config FILE --seed N --out DIR [--extent R] [--n-frames T] [--stimulus S]``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -255,14 +255,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="dataset folder to create")
     p.add_argument("--extent", type=int, default=None)
     p.add_argument("--n-frames", type=int, default=None, help="training frames (default: simulation.n_frames)")
+    p.add_argument("--stimulus", choices=get_args(SimulationConfig.model_fields["stimulus"].annotation), default=None,
+                   help="overrides simulation.stimulus (default: the config's)")  # fmt: skip
     p.add_argument("--device", default=None, help="cpu, cuda or auto (default)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder")
     p.add_argument("--progress", action="store_true")
     args = p.parse_args(argv)
     try:
         cfg = load_experiment(args.config)
+        sim = cfg.simulation if args.stimulus is None else cfg.simulation.model_copy(update={"stimulus": args.stimulus})
         out = generate_dataset(
-            cfg.simulation, args.out, seed=args.seed, extent=args.extent, n_frames=args.n_frames,
+            sim, args.out, seed=args.seed, extent=args.extent, n_frames=args.n_frames,
             device=args.device, progress=args.progress, overwrite=args.overwrite,
         )  # fmt: skip
     except (SimulatorError, ConfigError) as err:

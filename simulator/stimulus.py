@@ -1,8 +1,9 @@
 """Stimulus streams: per-column luminance in [0, 1], one frame per ODE step.
 
 ``ProceduralStream`` draws seeded hexagonal movies (drifting gratings, moving edges, spatially smoothed
-AR(1) noise, flashes), each 50-80 frames long. ``make_stream`` picks it or the DAVIS stream
-(simulator.davis); both build on simulator.streams, so the DAVIS module never imports this one.
+AR(1) noise, flashes), each 50-80 frames long. ``make_stream`` picks it, the DAVIS stream (simulator.davis)
+or the natural-photograph stream (simulator.natural); all build on simulator.streams, so neither of those
+imports this module.
 """
 
 from __future__ import annotations
@@ -97,4 +98,8 @@ def make_stream(kind: str, columns: np.ndarray, seed: int, delta_t: float, *, sp
         from simulator.davis import DavisStream, resolve_davis_root
 
         return DavisStream(resolve_davis_root(davis_root), columns, np.random.SeedSequence(split_seed), split)
+    if kind == "natural":
+        from simulator.natural import NaturalStream
+
+        return NaturalStream(columns, np.random.SeedSequence(split_seed), delta_t, split)
     return ProceduralStream(columns, np.random.SeedSequence(split_seed).generate_state(1)[0].item(), delta_t)
