@@ -31,6 +31,7 @@ from agent.events import (
 )
 from agent.events import ReplyRejected as RejectedReply
 from agent.executors.base import Executor, JobHandle, JobOutcome, SlotJob
+from agent.executors.records import write_slot_record
 from agent.journal import Journal
 from agent.llm.base import ImageInput, LLMBackend, LLMRequest
 from agent.llm.transcripts import kept_text
@@ -219,12 +220,16 @@ class Controller:
             self.live.tick()
         self.live.end_batch()
 
-    def _submit(self, p: PlannedSlot) -> JobHandle:
+    def slot_job(self, p: PlannedSlot) -> SlotJob:
+        """The job of a planned slot (the same at submission and when its result is recorded)."""
         out = self.files.slot_dir(p.iteration, p.slot)
-        out.mkdir(parents=True, exist_ok=True)
         data = self.files.data_dir(slot_dataset(self.name, p.slot))
         config = self.files.iteration_config(p.iteration, p.slot)
-        job = SlotJob(name=out.name, command=self.slot_command(config, out, data), out_dir=out, cwd=Path.cwd())
+        return SlotJob(name=out.name, command=self.slot_command(config, out, data), out_dir=out, cwd=Path.cwd())
+
+    def _submit(self, p: PlannedSlot) -> JobHandle:
+        job = self.slot_job(p)
+        job.out_dir.mkdir(parents=True, exist_ok=True)
         handle = self.executor.submit(job)
         self.journal.append(SlotSubmitted(iteration=p.iteration, slot=p.slot, handle=handle))
         self.log(f"   slot {p.slot} (iteration {p.iteration}): submitted as {handle.backend} job {handle.job_id}")
@@ -233,6 +238,8 @@ class Controller:
     def _collect(self, p: PlannedSlot, outcome: JobOutcome) -> SlotResult:
         out = self.files.slot_dir(p.iteration, p.slot)
         result = collect_slot_result(p, out, outcome, self.claude.time_limit_min)
+        # recorded before the journal, so a controller killed in between records it again on resume
+        write_slot_record(self.files.slot_records, self.slot_job(p), outcome)
         self.journal.append(SlotFinished(iteration=p.iteration, result=result))
         if result.status == "completed" and result.metrics is not None:
             m = result.metrics

@@ -2,7 +2,7 @@
 
     python -m agent.run --instructions instruction_flyvis_62_1_gs_alternate.md \\
         [--config FILE] [--run-dir DIR] [--iterations N] [--llm anthropic|claude-cli|replay|offline|optuna] \\
-        [--resume | --fresh] [--review] [--executor local|slurm|lsf] [--budget-usd X]
+        [--resume | --fresh] [--review] [--executor local|slurm|lsf|replay] [--slot-records DIR] [--budget-usd X]
 
 Also ``flyvis-agent run ...``. Every problem the user can fix is one line on stderr and a non-zero exit,
 before anything is written; the exit codes (``agent.cli_args.RUN_EXIT_CODES``) are listed in ``--help``.
@@ -33,6 +33,7 @@ from agent.cli_args import (
 from agent.controller import Controller, RunPaused, RunSettings
 from agent.events import Interrupted, RunResumed, RunStarted
 from agent.executors.base import Executor
+from agent.executors.records import SlotRecordError
 from agent.journal import Journal, JournalError, RunLock
 from agent.llm.base import LLMBackend, LLMError
 from agent.llm.budget import Budget
@@ -67,7 +68,14 @@ def build_parser(prog: str = "python -m agent.run") -> argparse.ArgumentParser:
     start.add_argument("--resume", action="store_true", help="continue the run in --run-dir where it stopped")
     start.add_argument("--fresh", action="store_true", help="move an existing --run-dir aside and start anew")
     p.add_argument("--review", action="store_true", help="pause after each batch for a human review")
-    p.add_argument("--executor", choices=("local", "slurm", "lsf"), help="override dispatch.executor")
+    p.add_argument(
+        "--executor",
+        choices=("local", "slurm", "lsf", "replay"),
+        help="override dispatch.executor; replay: serve recorded slot results (--slot-records) instead of training",
+    )
+    p.add_argument(
+        "--slot-records", type=Path, help="replay executor: folder of recorded slots (RUN_DIR/slot_records of a run)"
+    )
     p.add_argument("--max-parallel", type=positive_int, help="local executor: concurrent slots")
     p.add_argument("--budget-usd", type=non_negative_float, help="stop before an LLM call once this much was spent")
     p.add_argument("--budget-tokens", type=positive_int, help="stop before an LLM call once this many tokens were used")
@@ -168,6 +176,16 @@ def make_llm(args: argparse.Namespace, config: ExperimentConfig, files: RunFiles
 def make_dispatch(args: argparse.Namespace, config: ExperimentConfig, files: RunFiles) -> Executor:
     from agent.executors.factory import make_executor
 
+    if (args.executor == "replay") != (args.slot_records is not None):
+        raise UsageError("--executor replay and --slot-records DIR go together (replay serves the recorded slots)")
+    if args.executor == "replay":
+        from agent.executors.records import recorded_names
+        from agent.executors.replay import ReplayExecutor
+
+        executor = ReplayExecutor(args.slot_records)
+        if not recorded_names(args.slot_records):
+            raise UsageError(f"--slot-records {args.slot_records}: holds no slot record (no */record.json)")
+        return executor
     dispatch = config.dispatch.model_copy()
     if args.executor:
         dispatch.executor = args.executor
@@ -223,6 +241,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m agent.run") -> in
                 executor.close()  # local: stops the CUDA MPS daemon it started
     except (JournalError, UsageError) as err:
         print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except SlotRecordError as err:  # the replay executor met a slot it has no record of (or another config)
+        print(f"error: {err} (the run stopped before that slot; resumable with --resume)", file=sys.stderr)
         return EXIT_BAD_INPUT
     except RunPaused as err:
         print(str(err), file=sys.stderr)

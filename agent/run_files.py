@@ -97,6 +97,10 @@ class RunFiles:
     def transcripts(self) -> Path:
         return self.dir / "transcripts"
 
+    @property
+    def slot_records(self) -> Path:
+        return self.dir / "slot_records"
+
     # ------------------------------------------------------------------ memory.md
     def init_memory(self, instructions_name: str) -> None:
         if self.memory.exists():

@@ -1,4 +1,5 @@
-"""Slot dispatch: one slot = one job, on this machine, on Slurm (submitit) or on LSF.
+"""Slot dispatch: one slot = one job, on this machine, on Slurm (submitit) or on LSF; or replayed from the
+slot records of an earlier run (``replay``, ``records``), which trains nothing.
 
 Completion is the slot's ``status.json``, never the scheduler's word; see ``base``.
 """

@@ -1,4 +1,4 @@
-"""Fixtures for the executor tests: a harness per backend (local, fake Slurm, fake LSF, real Slurm).
+"""Fixtures for the executor tests: a harness per backend (local, fake Slurm, fake LSF, replay, real Slurm).
 
 The fake schedulers are scripts in ``fake_bin`` put first on PATH; they keep their state in
 ``FAKE_SCHED_DIR``. The real-Slurm harness (marker ``real``) needs a running cluster named by
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.executors.base import Executor
+from agent.executors.base import Executor, SlotJob
 from experiment.config import DispatchConfig
 from helpers.executor_harness import (
     FAKE_BIN,
@@ -85,6 +85,42 @@ def _scheduler_harness(backend: str, tmp_path: Path, sched: Path, settings: Disp
     )
 
 
+REPLAY_LACKS = {
+    "running": "a replayed job is finished when it is submitted (never queued, running or lost, so nothing to "
+    "cancel, tear mid-write or find active after a restart); its re-attach is tested in test_executor_replay.py",
+    "submission": "replay submits nothing to a scheduler, so there is no submission to fail or retry",
+}
+
+
+def _replay_harness(tmp_path: Path, settings: DispatchConfig) -> Harness:
+    """Each job is first run once by the local executor and recorded; the replay executor then serves it."""
+    from agent.executors import local
+    from agent.executors.records import write_slot_record
+    from agent.executors.replay import ReplayExecutor
+
+    records = tmp_path / "slot_records"
+    records.mkdir()
+    recorder = local.LocalExecutor(settings, tmp_path / "record_work", gpus=[], cores=2)
+
+    def record(job: SlotJob) -> None:
+        handle = recorder.submit(job)
+        outcome = recorder.wait([handle], timeout_s=30.0)[job.name]
+        write_slot_record(records, job, outcome)
+
+    def unsupported(*_: object) -> None:
+        raise AssertionError("replay: the contract test should have skipped (Harness.needs)")
+
+    return Harness(
+        backend="replay",
+        root=tmp_path,
+        make=lambda s=None: ReplayExecutor(records),
+        lose=unsupported,
+        fail_next_submissions=unsupported,
+        prepare=record,
+        lacks=REPLAY_LACKS,
+    )
+
+
 def _real_slurm_harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Harness:
     """The contract against a running Slurm (SLURM_CONF); a wrapper sbatch fails on demand, then runs the real one."""
     from agent.executors.slurm import SlurmExecutor
@@ -111,11 +147,14 @@ def _cancel_real_jobs(root: Path) -> None:
         subprocess.run(["scancel", *ids], capture_output=True, timeout=30, check=False)
 
 
-@pytest.fixture(params=["local", "slurm", "lsf", pytest.param("slurm-real", marks=pytest.mark.real)])
+@pytest.fixture(params=["local", "slurm", "lsf", "replay", pytest.param("slurm-real", marks=pytest.mark.real)])
 def harness(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
     settings = fast_settings()
     if request.param == "local":
         yield _local_harness(tmp_path, monkeypatch, settings)
+        return
+    if request.param == "replay":
+        yield _replay_harness(tmp_path, settings)
         return
     if request.param == "slurm-real":
         yield _real_slurm_harness(tmp_path, monkeypatch)

@@ -1,4 +1,6 @@
-"""One contract for every backend: local subprocesses, fake Slurm (submitit), fake LSF and a real Slurm (``real``)."""
+"""One contract for every backend: local subprocesses, fake Slurm (submitit), fake LSF, replay (each job recorded
+from a local run, then served) and a real Slurm (``real``). A test that needs what a backend lacks (a job that
+runs for a while, a submission that can fail) calls ``harness.needs`` and skips there with the reason."""
 
 from __future__ import annotations
 
@@ -48,6 +50,7 @@ def test_failed_status_reports_its_reason(harness: Harness) -> None:
 
 @pytest.mark.fault("trainer")
 def test_a_status_file_torn_mid_write_is_no_outcome_while_the_job_runs(harness: Harness) -> None:
+    harness.needs("running")
     ex = harness.make()
     handle = ex.submit(harness.job("torn", "torn", sleep_s=1.5))
     wait_torn(handle, ex)
@@ -57,6 +60,7 @@ def test_a_status_file_torn_mid_write_is_no_outcome_while_the_job_runs(harness: 
 
 @pytest.mark.fault("trainer")
 def test_a_job_cancelled_while_its_status_file_is_torn_is_reported_cancelled(harness: Harness) -> None:
+    harness.needs("running")
     ex = harness.make()
     handle = ex.submit(harness.job("torn_cancel", "torn", sleep_s=5.0))
     wait_torn(handle, ex)
@@ -86,6 +90,7 @@ def test_clean_exit_that_leaves_a_running_status_is_a_failure(harness: Harness) 
 
 @pytest.mark.fault("trainer")
 def test_job_lost_without_status_is_failed(harness: Harness) -> None:
+    harness.needs("running")
     ex = harness.make()
     handle = ex.submit(harness.job("lost", "ok", sleep_s=30))
     wait_started(handle, ex)
@@ -132,6 +137,7 @@ def _cancel_running(harness: Harness, name: str, kind: str, sleep_s: float, succ
 
 
 def test_cancel_stops_a_running_job(harness: Harness) -> None:
+    harness.needs("running")
     _cancel_running(harness, "victim", "ok", sleep_s=0.7, succeed_by_s=1.0)
 
 
@@ -139,11 +145,13 @@ def test_cancel_stops_a_running_job(harness: Harness) -> None:
 def test_cancel_stops_a_job_that_ignores_sigterm_before_it_can_succeed(
     harness: Harness,
 ) -> None:
+    harness.needs("running")
     handle = _cancel_running(harness, "stubborn", "stubborn", sleep_s=4.0, succeed_by_s=5.0)
     assert len(runs(handle)) == 1 and "end t1=" not in (handle.out_dir / "runs.txt").read_text()
 
 
 def test_restarted_controller_reattaches_without_resubmitting(harness: Harness) -> None:
+    harness.needs("running")
     first = harness.make()
     jobs = [harness.job(f"keep{i}", "ok", sleep_s=0.6) for i in range(2)]
     stored = [first.submit(j).model_dump_json() for j in jobs]
@@ -158,6 +166,7 @@ def test_restarted_controller_reattaches_without_resubmitting(harness: Harness) 
 
 
 def test_submission_failure_is_retried_then_succeeds(harness: Harness) -> None:
+    harness.needs("submission")
     ex = harness.make()
     harness.fail_next_submissions(2)
     handle = ex.submit(harness.job("retry", "ok"))
@@ -166,6 +175,7 @@ def test_submission_failure_is_retried_then_succeeds(harness: Harness) -> None:
 
 
 def test_submission_failing_past_the_deadline_raises_one_line(harness: Harness) -> None:
+    harness.needs("submission")
     ex = harness.make(fast_settings(submit_deadline_s=0.3))
     harness.fail_next_submissions(10_000)
     with pytest.raises(SubmissionError) as err:

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.executors.base import Executor, JobHandle, SlotJob
@@ -87,16 +87,33 @@ def make_job(root: Path, name: str, mode: str = "ok", sleep_s: float = 0.1, **en
 
 @dataclass
 class Harness:
-    """One backend under test, with the knobs the contract suite needs."""
+    """One backend under test, with the knobs the contract suite needs.
+
+    ``prepare(job)`` runs once per job before the test submits it (the replay backend records it there);
+    ``lacks`` maps a capability a contract test needs (``running``: a job that stays active for a while;
+    ``submission``: a submission step that can fail) to why this backend has none, and ``needs`` skips with it.
+    """
 
     backend: str
     root: Path
     make: Callable[..., Executor]  # make(settings=None): a fresh instance (a restarted controller)
     lose: Callable[[JobHandle], None]
     fail_next_submissions: Callable[[int], None]
+    prepare: Callable[[SlotJob], None] | None = None
+    lacks: dict[str, str] = field(default_factory=dict)
 
     def job(self, name: str, mode: str = "ok", sleep_s: float = 0.1, **env: str) -> SlotJob:
-        return make_job(self.root, name, mode, sleep_s, **env)
+        job = make_job(self.root, name, mode, sleep_s, **env)
+        if self.prepare is not None:
+            self.prepare(job)
+        return job
+
+    def needs(self, capability: str) -> None:
+        """Skip the calling test, with the stated reason, where this backend lacks ``capability``."""
+        if capability in self.lacks:
+            import pytest
+
+            pytest.skip(f"{self.backend}: {self.lacks[capability]}")
 
 
 def runs(job_or_handle: SlotJob | JobHandle) -> list[str]:

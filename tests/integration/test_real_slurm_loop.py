@@ -3,7 +3,9 @@ its jobs are queued and running, then resumed (re-attached, nothing resubmitted)
 slot (``python -m trainer.slot`` on the tiny config) as a Slurm job.
 
 The loop runs use the fast fake trainer (tests/loop/fake_slot.py, metrics a function of config and
-seeds), so a transcript recorded by a local offline run replays exactly through Slurm.
+seeds in plain Python floats, the same on every CPU), so a transcript recorded by a local offline run
+replays exactly through Slurm. The slots must run as real Slurm jobs here, so these runs do not use slot
+records (``--executor replay``); no real training's digits are compared.
 """
 
 from __future__ import annotations
