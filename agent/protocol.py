@@ -75,6 +75,12 @@ ENOUGH_RUNS, CV_STD_MAX = 4, 2.0
 CLEAR_VERDICTS = ("robust", "fragile")
 
 
+# Evidence rules of free text (agent.data_claims): an Established Principle rests on configs with >= this many
+# runs; an R2 phase-segment change within DROP_TOL of 0 counts as a drop or as none.
+PRINCIPLE_MIN_RUNS = 3
+DROP_TOL = 0.005
+
+
 def enough_runs_mark(row: VarianceRow) -> str:
     """``yes`` when a config meets the stopping rule, else ``no: <what is missing>``."""
     missing = []
@@ -253,4 +259,6 @@ def reply_format_values() -> dict[str, str]:
         ),
         "config_line": "Config: " + ", ".join(f"{label}={letters[k]}" for k, (label, _) in enumerate(CONFIG_LINE_KEYS)),
         "edit_policy": edit_policy_text(),
+        "drop_tol": f"{DROP_TOL:g}",
+        "principle_runs": str(PRINCIPLE_MIN_RUNS),
     }
