@@ -107,18 +107,29 @@ _DECAY = re.compile(r"\b(?:decay|decays|decayed|decaying)\b", re.IGNORECASE)
 _TREND = re.compile(r"\b(?:rising|stable)\b", re.IGNORECASE)
 _FINAL_GE_PEAK = re.compile(r"\bfinal\s*(?:>=|≥|at\s+or\s+above\s+(?:the\s+)?|above\s+(?:the\s+)?)\s*peak\b", re.I)
 _NEGATION = re.compile(r"\b(?:no|not|never|without|none)\b|n't", re.IGNORECASE)
-_SUPERLATIVE = re.compile(r"\b(?P<word>highest|lowest|best|worst)\b(?!-)(?!\s*UCB)", re.IGNORECASE)
+_SUPERLATIVE = re.compile(
+    r"\b(?P<word>highest|lowest|best|worst)\b(?=\s*(?:[,.;:)]|$)|\s+(?:(?:of|in|among|across|so\s+far|yet|ever|"
+    r"overall|mean|average|node|run|slot|result|iteration|value|score)\b|conn|connectivity|r2|tau|v_?rest|cluster|"
+    r"test|pearson))",
+    re.IGNORECASE,
+)
 _ONLY = re.compile(r"\bthe\s+only\s+(?:[\w-]+\s+){0,2}?(?:runs?|slots?|nodes?|one|replicates?)\b", re.I)
 _ONLY_NODE = re.compile(r"\bonly\s+(?:node|iter(?:ation)?)\s+(?P<id>\d{1,9})\b", re.IGNORECASE)
-_FIRST = re.compile(r"\bthe\s+first\s+(?:[\w-]+\s+){0,2}?(?:runs?|slots?|nodes?|one|config|iteration)\b", re.I)
+_FIRST = re.compile(r"\bthe\s+first\s+(?:[\w-]+\s+){0,2}?(?:runs?|slots?|nodes?|one|iteration)\b", re.I)
 _RANGE = (
     re.compile(
-        rf"(?<![\w.])(?P<name>{_NAME})(?!\w)[^;]{{0,40}}?\b(?:range[sd]?|ranging|spans?|spanned|spanning|varied|"
-        rf"varies|vary|between)\b\s*(?:from\s+|of\s+)?(?P<lo>{_NUM})\s*(?:-|–|—|to|and)\s*(?P<hi>{_NUM})(?![\w.])",
+        rf"(?<![\w.])(?P<name>{_NAME})(?!\w)[^;]{{0,40}}?\b(?:ranged|ranges|ranging|range\s+of|spans?|spanned|spanning|"
+        rf"varied|varies|vary)\b\s*(?:from\s+|between\s+|over\s+)?(?P<lo>{_NUM})\s*(?:-|–|—|to|and)\s*"
+        rf"(?P<hi>{_NUM})(?![\w.])",
         re.IGNORECASE,
     ),
 )
 _STATED = re.compile(rf"^[^;,()]{{0,40}}?(?:\b(?:was|is|at)\b|[=:])\s*(?P<x>{_NUM})(?![\w.])", re.IGNORECASE)
+_PLAIN_ADJ = re.compile(
+    r"(?:(?:baseline|default|C\d{1,9}|V_rest|vrest|W|(?:V_rest|W)-phase|phase|batch|block|completed)\s*){0,2}", re.I
+)
+_QUALIFIED = re.compile(r"\s*(?:with|using|under|at|from|that\s+used)\s+(?!an?\s|no\s)", re.IGNORECASE)
+_CONTRAST = re.compile(r"\b(?:vs\.?|versus|than|compared|while|whereas|but|against|except|unlike)\b", re.IGNORECASE)
 _SET_BATCH = re.compile(r"\b(?:batch|slots)\b", re.IGNORECASE)
 _SET_BLOCK = re.compile(r"\bblock(?:\s+(?P<n>\d{1,6}))?\b", re.IGNORECASE)
 _SET_RUN = re.compile(
@@ -200,42 +211,55 @@ def _trend_test(kind: str) -> Callable[[SlotResult], tuple[bool, bool]]:
     return test
 
 
+def _negated(text: str, at: int) -> bool:
+    """A negation within the few words before position ``at`` (``no V_rest-phase drop``, ``did not converge``)."""
+    return _NEGATION.search(text, max(0, at - 30), at) is not None
+
+
+def _signed(
+    name: str, test: Callable[..., tuple[bool, bool]], negated: bool
+) -> tuple[str, Callable[..., tuple[bool, bool]]]:
+    return (f"no {name}", _negate(test)) if negated else (f"a {name}", test)
+
+
 def predicate(text: str) -> Predicate | None:
-    """The one predicate of a sentence (the count phrase taken out), or None when it has none or several."""
+    """The one predicate of a sentence (the count phrase taken out), or None when it has none or several kinds
+    (``3 of 4 converged, none above conn_R2 0.9`` is left alone)."""
     found: list[Predicate] = []
-    negated = _NEGATION.search(text) is not None
     for rx in _THRESHOLD:
         for m in rx.finditer(text):
             f = _threshold_test(_metric(m.group("name")), m.group("op"), float(m.group("x")))
             found.append(Predicate(m.group(0), f))
-    if found:
-        return found[0] if len(found) == 1 else None
-    phase = "V_rest" if _V_PHASE.search(text) else "W" if _W_PHASE.search(text) else None
-    if phase is not None and (_DROP.search(text) or _HOLD.search(text)):
+    v_phase, w_phase = _V_PHASE.search(text), _W_PHASE.search(text)
+    phase = "V_rest" if v_phase and not w_phase else "W" if w_phase and not v_phase else None
+    drop, hold, gain = _DROP.search(text), _HOLD.search(text), _GAIN.search(text)
+    if phase is not None and (drop or hold) and not gain:
         seg = _change(-1)
-        if negated or (_HOLD.search(text) and not _DROP.search(text)):
-            return Predicate(f"no {phase}-phase drop", _negate(_phase_test(phase, seg)), _negate(seg))
-        return Predicate(f"a {phase}-phase drop", _phase_test(phase, seg), seg)
-    if phase is not None and _GAIN.search(text):
+        word = drop or hold
+        assert word is not None
+        negated = _negated(text, word.start()) or (hold is not None and drop is None)
+        name, test = _signed(f"{phase}-phase drop", _phase_test(phase, seg), negated)
+        found.append(Predicate(name, test, _negate(seg) if negated else seg))
+    elif phase is not None and gain and not drop:
         seg = _change(+1)
-        if negated:
-            return Predicate(f"no {phase}-phase gain", _negate(_phase_test(phase, seg)), _negate(seg))
-        return Predicate(f"a {phase}-phase gain", _phase_test(phase, seg), seg)
-    candidates: list[Predicate] = []
-    status = {m.group("s").lower() for m in _STATUS.finditer(text)}
-    if len(status) == 1 and not negated:
-        word = status.pop()
-        candidates.append(Predicate(word, _status_test(word)))
-    if _FINAL_GE_PEAK.search(text):
+        negated = _negated(text, gain.start())
+        name, test = _signed(f"{phase}-phase gain", _phase_test(phase, seg), negated)
+        found.append(Predicate(name, test, _negate(seg) if negated else seg))
+    statuses = list(_STATUS.finditer(text))
+    if len({m.group("s").lower()[:4] for m in statuses}) == 1 and not _negated(text, statuses[0].start()):
+        word = statuses[0].group("s").lower()
+        found.append(Predicate(word, _status_test(word)))
+    if m := _FINAL_GE_PEAK.search(text):
         ge = _trend_test("final >= peak")
-        candidates.append(Predicate("final >= peak", _negate(ge) if negated else ge))
-    elif _DECAY.search(text):
+        found.append(
+            Predicate("final < peak", _negate(ge)) if _negated(text, m.start()) else Predicate("final >= peak", ge)
+        )
+    elif m := _DECAY.search(text):
         dec = _trend_test("decaying")
-        candidates.append(Predicate("no decay" if negated else "decaying", _negate(dec) if negated else dec))
-    elif (m := _TREND.search(text)) and not negated and phase is None:
-        trend = m.group(0).lower()
-        candidates.append(Predicate(trend, _trend_test(trend)))
-    return candidates[0] if len(candidates) == 1 else None
+        found.append(Predicate("no decay", _negate(dec)) if _negated(text, m.start()) else Predicate("decaying", dec))
+    elif (m := _TREND.search(text)) and phase is None and not _negated(text, m.start()):
+        found.append(Predicate(m.group(0).lower(), _trend_test(m.group(0).lower())))
+    return found[0] if len(found) == 1 else None
 
 
 # ---------------------------------------------------------------------------------------------- sets
@@ -315,6 +339,8 @@ def _count_errors(where: str, sentence: str, facts: ClaimFacts, own: SlotResult 
             k = n if m.group("k").lower() == "all" else _number(m.group("k"))
             if n is None or k is None or k > n:
                 continue
+            if not _PLAIN_ADJ.fullmatch(m.group("adj").strip()) or _QUALIFIED.match(sentence, m.end()):
+                continue  # "2 of 4 exploit runs", "3 of 4 runs with n_alt=6": a subset we cannot name
             rest = sentence[: m.start()] + " " + m.group("adj") + sentence[m.end() :]
             pred = predicate(rest)
             if pred is None:
@@ -378,6 +404,8 @@ def _superlative_metric(sentence: str, m: re.Match[str]) -> str:
 
 
 def _superlative_errors(where: str, sentence: str, facts: ClaimFacts, own: SlotResult | None) -> list[str]:
+    if _CONTRAST.search(sentence):
+        return []  # "0.552 vs the highest of the batch, 0.663": which number is the superlative's is unclear
     errors = []
     for m in _SUPERLATIVE.finditer(sentence):
         metric = _superlative_metric(sentence, m)

@@ -143,6 +143,16 @@ def test_the_variance_table_std_quoted_is_the_computed_one(facts: ClaimFacts):
         (14, "conn_R2 ranged 0.31-0.663 across the batch", True),
         (14, "conn_R2 ranged 0.31-0.55 across the batch", False),
         (14, "partial for conn_R2 0.3-0.8", True),  # a threshold range, no set: left alone
+        # honest prose the patterns leave alone: subsets, mixed predicates, contrasts, other uses of the words
+        (14, "2 of 4 exploit runs converged", True),
+        (14, "3 of 4 runs with n_alt=6 converged", True),
+        (14, "4 of 4 slots are partial, none above conn_R2 0.9", True),
+        (16, "6 of 12 runs show a V_rest-phase drop, not a W-phase one", True),
+        (14, "conn_R2 0.552 vs the highest of the batch, conn_R2 0.663", True),
+        (14, "the best parent so far is node 13", True),
+        (14, "the best choice of the batch", True),
+        (14, "in this batch R2 between 0.3 and 0.8 counts as partial", True),
+        (14, "the lowest conn_R2 in the batch is 0.310", True),
         # a question or a prediction claims nothing
         (14, "will 3 of 4 slots converge if conn_R2 reaches 0.95?", True),
     ],
