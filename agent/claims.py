@@ -99,7 +99,10 @@ HEDGE = re.compile(
 ATTRIBUTION = re.compile(
     r"\b(?:standard|reference|lab|instructions?|reported|reports|known|literature)\b", re.IGNORECASE
 )
-STD_WORDS = re.compile(r"\b(?:std|sd|stdev|standard\s+deviation|spread|sigma)\b|±|\+/-", re.IGNORECASE)
+STD_WORDS = re.compile(
+    r"\b(?:std|sd|stdev|standard\s+deviation|spread|sigma|interval|ci|bounds?)\b|±|\+/-", re.IGNORECASE
+)
+_LEVEL = re.compile(r"\s*+(?:confidence|interval|ci|bootstrap)\b", re.IGNORECASE)  # "95% interval": a level
 PHASE_WORDS = re.compile(r"\b(?:phases?|segments?)\b|-phase", re.IGNORECASE)
 SUPERLATIVE_WORDS = re.compile(r"\b(?:best|worst|highest|lowest|top|max|maximum|min|minimum)\b", re.IGNORECASE)
 # A change verb links a value only with "to"/"from"/"at" ("rose to 0.91"); "rose 0.03" / "improved 15%" are changes.
@@ -227,6 +230,8 @@ def find_claims(sentence: str) -> list[Claim]:
     for m in _CLAIM.finditer(sentence):
         if _COMPARED.search(sentence, max(0, m.start() - 40), m.start()):
             continue  # "below R2 0.3": a threshold
+        if _LEVEL.match(sentence, m.end()):
+            continue  # "CV(conn_R2) 95% interval": the interval's level
         link = m.group("link").lower()
         transition = re.search(r"\bfrom\b", link) is not None
         if m.group("range") and not transition:

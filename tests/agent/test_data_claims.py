@@ -89,6 +89,8 @@ def entry_errors(facts: ClaimFacts, iteration: int, observation: str) -> list[st
         (13, "R2 +0.010", False),  # without a phase word a segment change is no R2 value
         (14, "C1 std of conn_R2 0.036", True),
         (14, "C1 conn_R2 0.036", False),
+        (14, "C1 CV(conn_R2) 95% interval 8.8-16.5%, std of the CV estimate 2.0 pp", True),
+        (14, "C1 CV(conn_R2) 13.6% +/- 2.0", True),
     ],
 )
 def test_issue_sentences_get_the_stated_verdict(facts: ClaimFacts, iteration: int, sentence: str, accepted: bool):
