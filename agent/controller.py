@@ -268,6 +268,7 @@ class Controller:
             n_iter_block=n,
             baseline_batches=self.claude.baseline_batches,
             time_limit_min=self.claude.time_limit_min,
+            instruction_text=self.instructions.base_text + "\n\n" + self.instructions.parallel_text,
         )
 
     def build_prompt(self, batch: int, memory_text: str, user_input: str | None) -> tuple[str, list[ImageInput]]:

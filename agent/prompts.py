@@ -414,7 +414,7 @@ def render_batch_prompt(ctx: BatchPromptInput) -> str:
             "slots": "\n".join(_slot_text(r, ids, rows, ctx.time_limit_min) for r in batch),
             "images": _images_text(ctx, batch),
             "ucb": ucb,
-            "variance": render_variance_table(table),
+            "variance": render_variance_table(table) + "\n" + protocol.cv_estimates_text(table),
             "best": _best_text(ctx.results, ids, rows),
             "rules": _rules_text(ctx, batch, table),
             "memory": memory_for_prompt(ctx.memory_text).strip("\n"),

@@ -10,15 +10,14 @@ limit, baseline batches) are those of ``experiment.config.ClaudeConfig``: the sc
 
 from __future__ import annotations
 
+import math
 import textwrap
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from experiment.config import ClaudeConfig, TrainingConfig
 from experiment.exploration import SlotResult
-
-if TYPE_CHECKING:
-    from memory.variance import VarianceRow
+from memory.variance import VarianceRow, render_cv_estimates
 
 Status = Literal["converged", "partial", "failed"]
 
@@ -68,6 +67,52 @@ def short_top_configs(rows: Sequence[VarianceRow]) -> list[VarianceRow]:
 def replicates_required(rows: Sequence[VarianceRow]) -> int:
     """GROWTH_REPLICATES while a top config is short of runs, then STEADY_REPLICATES."""
     return GROWTH_REPLICATES if short_top_configs(rows) else STEADY_REPLICATES
+
+
+# Stopping rule (parallel addendum): a config has enough replicates with >= ENOUGH_RUNS runs, the std of its
+# CV(conn_R2) estimate (memory.variance's bootstrap) below CV_STD_MAX percentage points and a clear verdict.
+ENOUGH_RUNS, CV_STD_MAX = 4, 2.0
+CLEAR_VERDICTS = ("robust", "fragile")
+
+
+# Evidence rules of free text (agent.data_claims): an Established Principle rests on configs with >= this many
+# runs; an R2 phase-segment change within DROP_TOL of 0 counts as a drop or as none.
+PRINCIPLE_MIN_RUNS = 3
+DROP_TOL = 0.005
+
+
+def enough_runs_mark(row: VarianceRow) -> str:
+    """``yes`` when a config meets the stopping rule, else ``no: <what is missing>``."""
+    missing = []
+    if row.runs < ENOUGH_RUNS:
+        missing.append(f"runs {row.runs} < {ENOUGH_RUNS}")
+    if not math.isfinite(row.conn_cv_std):
+        missing.append("CV std n/a")
+    elif row.conn_cv_std >= CV_STD_MAX:
+        missing.append(f"CV std {row.conn_cv_std:.1f} >= {CV_STD_MAX:g} pp")
+    if row.verdict not in CLEAR_VERDICTS:
+        missing.append(f"verdict {row.verdict}")
+    return "yes" if not missing else "no: " + ", ".join(missing)
+
+
+def has_enough_runs(row: VarianceRow) -> bool:
+    """The config meets the stopping rule: stop replicating it."""
+    return enough_runs_mark(row) == "yes"
+
+
+def stopping_rule_text() -> str:
+    """The stopping rule as the batch prompt states it under the CV estimates."""
+    return (
+        f"Enough runs (stop replicating): >= {ENOUGH_RUNS} runs, std of the CV(conn_R2) estimate < {CV_STD_MAX:g} "
+        f"percentage points, and verdict {' or '.join(CLEAR_VERDICTS)}. The std and the 95% interval come from a "
+        "seeded bootstrap over the config's runs."
+    )
+
+
+def cv_estimates_text(rows: Sequence[VarianceRow]) -> str:
+    """The CV estimate table with the stopping rule's mark per config, and the rule, for the batch prompt."""
+    marks = {row.config_id: enough_runs_mark(row) for row in rows}
+    return render_cv_estimates(list(rows), marks) + "\n" + stopping_rule_text() + "\n"
 
 
 def replicate_rule_text() -> str:
@@ -214,4 +259,6 @@ def reply_format_values() -> dict[str, str]:
         ),
         "config_line": "Config: " + ", ".join(f"{label}={letters[k]}" for k, (label, _) in enumerate(CONFIG_LINE_KEYS)),
         "edit_policy": edit_policy_text(),
+        "drop_tol": f"{DROP_TOL:g}",
+        "principle_runs": str(PRINCIPLE_MIN_RUNS),
     }

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from agent import protocol
-from agent.claims import CV_TOL, ClaimFacts, check_entry_claims, metric_tolerance
+from agent.claims import CV_TOL, ClaimFacts, metric_tolerance, reference_figures
 from agent.config_policy import (
     BASELINE_MUTATION,
     SECTIONS,
@@ -28,6 +28,7 @@ from agent.config_policy import (
     normalize_trainable,
     replicate_mutation,
 )
+from agent.data_claims import check_entry, check_memory
 from agent.protocol import CONFIG_ALIASES, format_value
 from agent.reply_parse import (
     CONTROLLER_SECTIONS,
@@ -73,6 +74,9 @@ class ReplyContext(BaseModel):
     baseline_batches: int = Field(protocol.BASELINE_BATCHES, ge=0)
     time_limit_min: float = Field(protocol.TIME_LIMIT_MIN, gt=0)
     variance_rows: list[VarianceRow] | None = Field(None, description="None: computed from all_results")
+    instruction_text: str = Field(
+        "", description="the instructions the LLM read (base + addendum): their figures are citable when attributed"
+    )
 
     _table: list[VarianceRow] | None = PrivateAttr(None)  # variance_table(all_results), once per context
 
@@ -346,13 +350,23 @@ def _check_next(e: IterEntry, batch: set[int], known: dict[int, SlotResult]) -> 
     return []
 
 
-def _check_entries(reply: Reply, ctx: ReplyContext) -> list[str]:
-    errors = _check_entry_set(reply, ctx)
+def claim_facts(ctx: ReplyContext) -> ClaimFacts:
+    """What the free-text claims of a reply (entries and memory) may restate."""
     known = {r.iteration: r for r in ctx.all_results}
     known.update({r.iteration: r for r in ctx.batch_results})
-    batch = {r.iteration for r in ctx.batch_results}
-    rows = ctx.rows() if ctx.batch_results else []
-    facts = ClaimFacts(results=known, rows=rows)
+    return ClaimFacts(
+        results=known,
+        rows=ctx.rows() if known else [],
+        batch=sorted(r.iteration for r in ctx.batch_results),
+        references=reference_figures(ctx.instruction_text),
+    )
+
+
+def _check_entries(reply: Reply, ctx: ReplyContext, facts: ClaimFacts) -> list[str]:
+    errors = _check_entry_set(reply, ctx)
+    known = facts.results
+    batch = set(facts.batch)
+    rows = facts.rows if ctx.batch_results else []
     by_iter: dict[int, IterEntry] = {}
     for e in reply.entries:
         by_iter.setdefault(e.iteration, e)
@@ -369,12 +383,13 @@ def _check_entries(reply: Reply, ctx: ReplyContext) -> list[str]:
         errors += _check_mutation(e, r, known, ctx.base_trainable)
         errors += _check_variance(e, r, rows)
         errors += _check_next(e, batch, known)
-        errors += check_entry_claims(e.iteration, e.text, r, facts)
+        errors += check_entry(e.iteration, e.text, r, facts)
     return errors
 
 
-def _check_memory(reply: Reply) -> list[str]:
-    """Section names, and each body against memory.md's own rules, so an accepted update always applies."""
+def _check_memory(reply: Reply, facts: ClaimFacts) -> list[str]:
+    """Section names, each body against memory.md's own rules (so an accepted update always applies), and the
+    claims of its text as in an entry."""
     errors = []
     for name, content in reply.memory.items():
         if name in CONTROLLER_SECTIONS:
@@ -386,6 +401,8 @@ def _check_memory(reply: Reply) -> list[str]:
                 MemoryDocument.parse("").replace_llm_sections({name: content})
             except MemoryDocumentError as err:
                 errors.append(shorten(str(err), 300))
+            else:
+                errors += check_memory(name, content, facts)
     return errors
 
 
@@ -544,8 +561,9 @@ def _check(reply: Reply, ctx: ReplyContext) -> tuple[list[PlannedSlot], list[str
     errors = list(reply.errors)
     if reply.too_large:
         return [], errors  # not read: one size error, no "missing" errors about parts never looked at
-    errors += _check_entries(reply, ctx)
-    errors += _check_memory(reply)
+    facts = claim_facts(ctx)
+    errors += _check_entries(reply, ctx, facts)
+    errors += _check_memory(reply, facts)
     planned, config_errors = _resolve(reply, ctx)
     return planned, errors + config_errors
 

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from agent.claims import METRIC_ALIASES, ClaimFacts, check_entry_claims, find_claims, named_configs, named_nodes
 from agent.llm.offline_policy import OfflinePlanner
+from agent.prompts import load_instructions
 from agent.reply_check import ReplyContext
 from helpers.replies import errors_of
 from memory.variance import variance_table
@@ -184,11 +185,12 @@ def test_a_node_value_without_naming_the_node_is_rejected(reply, ctx) -> None:
 
 
 @pytest.mark.fault("reply")
-def test_two_decimals_are_too_few_as_on_the_metrics_line(reply, ctx) -> None:
+def test_a_number_is_checked_at_the_precision_it_is_printed_with(reply, ctx) -> None:
     text = replace_line(reply, "Observation:", 13, lambda ln: ln + "; tau_R2 0.65")  # measured 0.66 -> 0.65 off
     assert len(errors_of(text, ctx)) == 1
-    text = replace_line(reply, "Observation:", 13, lambda ln: ln + "; tau_R2 0.660")
-    assert errors_of(text, ctx) == []
+    for good in ("tau_R2 0.660", "tau_R2 ~0.66", "tau_R2 ≈ 0.7", "tau_R2 about 1"):
+        text = replace_line(reply, "Observation:", 13, lambda ln, g=good: ln + "; " + g)
+        assert errors_of(text, ctx) == [], good
 
 
 def test_training_time_has_the_wall_clock_tolerance(reply, ctx) -> None:
@@ -318,3 +320,48 @@ def test_the_parent_is_implied_and_an_unnamed_other_node_is_not(block1, result_f
     )
     errors = check_entry_claims(13, f"## Iter 13: partial\nObservation: conn_R2 {other_r2:.3f}", child, facts)
     assert len(errors) == 1 and errors[0].startswith(f"Iter 13: Observation: 'conn_R2 {other_r2:.3f}' states")
+
+
+# ---------------------------------------------------------------------------------------------- honest prose
+
+
+def test_the_instructions_figures_reach_the_check_through_the_reply_context(reply, make_ctx) -> None:
+    """The controller puts the instruction text in the ReplyContext; attributed figures of it are citable."""
+    instructions = load_instructions("instruction_flyvis_62_1_gs_alternate.md")
+    text = replace_line(
+        reply, "Observation:", 14, lambda ln: ln + "; the lab reports standard conn_R2 of 0.955, far above this run"
+    )
+    ctx = make_ctx(instruction_text=instructions.base_text + "\n\n" + instructions.parallel_text)
+    assert errors_of(text, ctx) == []
+    (error,) = errors_of(text, make_ctx())  # no instruction text: 0.955 was never shown
+    assert error.startswith("Iter 14: Observation: 'conn_R2 of 0.955' states a connectivity_R2")
+
+
+def test_comparisons_and_predictions_are_not_claims() -> None:
+    for sentence in (
+        "half the runs fell below R2 0.3",
+        "none reached at least conn_R2 0.9",
+        "above conn_R2 0.8 only with n_alt 6",
+        "expect conn_R2 0.95 from n_alt=8",
+        "does V_rest_R2 0.5 need more epochs?",
+    ):
+        assert find_claims(sentence) == [], sentence
+    assert [c.value for c in find_claims("V_rest_R2 ≈ 0")] == [0.0]
+    assert [c.value for c in find_claims("conn_R2 ~0.93")] == [0.93]
+
+
+@pytest.mark.fault("reply")
+@PROPERTY
+@given(data=st.data())
+def test_a_planted_wrong_number_in_any_memory_section_is_rejected_naming_it(reply, ctx, data) -> None:
+    claim, number = data.draw(wrong_claims(Quiet(ctx)))
+    section = data.draw(
+        st.sampled_from(["Knowledge Base", "Established Principles", "Open Questions", "Current Block"])
+    )
+    prefix = data.draw(st.sampled_from(["", "- ", "Note: ", "C1: "]))
+    heading = f"### {section}\n\n"
+    assert heading in reply
+    text = reply.replace(heading, f"{heading}{prefix}{claim}\n", 1)
+    errors = errors_of(text, ctx)
+    assert len(errors) == 1, errors
+    assert errors[0].startswith(f"memory: {section}: line 1 ") and number in errors[0], errors

@@ -119,6 +119,7 @@ def _stated_rules(rows_need: int) -> dict[str, tuple[str, list[str]]]:
         ),
         "block size": ("both", [f"/{protocol.N_ITER_BLOCK} within block"]),
         "UCB constant": ("batch", [f"c={protocol.UCB_C:g}"]),
+        "replicate stopping rule": ("batch", [protocol.stopping_rule_text(), "| Enough runs? |"]),
     }
 
 
@@ -159,6 +160,8 @@ def test_the_shipped_instruction_files_state_the_numbers_the_protocol_enforces()
             f"At least {protocol.GROWTH_REPLICATES} of the 4 slots are replicates until each of the top "
             f"{protocol.TOP_CONFIGS} configs of the variance table has >= {protocol.TOP_MIN_RUNS} runs",
             f"at least {protocol.STEADY_REPLICATES} replicate slot per batch",
+            f"has >= {protocol.ENOUGH_RUNS} runs",
+            f"the std of the CV estimate below {protocol.CV_STD_MAX:g} percentage points",
             f"({protocol.TIME_LIMIT_MIN:g} minutes unless the prompt says otherwise)",
             *(
                 f"`{key.split('.', 1)[1]}`"
@@ -170,3 +173,21 @@ def test_the_shipped_instruction_files_state_the_numbers_the_protocol_enforces()
     texts = {"base": base, "parallel": parallel}
     missing = [f"{where}: {text!r}" for where, items in stated.items() for text in items if text not in texts[where]]
     assert missing == []
+
+
+def test_the_stopping_rule_marks_the_configs_with_enough_runs_in_the_prompt(
+    monkeypatch: pytest.MonkeyPatch, block1: list[SlotResult], batch4: list[SlotResult]
+):
+    """C1 (12 baseline runs) is far from a determined CV; a patched threshold flips the mark the prompt shows."""
+    results = [*block1, *batch4]
+    c1 = variance_table(results)[0]
+    assert c1.runs >= protocol.ENOUGH_RUNS and c1.verdict in protocol.CLEAR_VERDICTS
+    line = next(ln for ln in _batch_prompt(results).splitlines() if ln.startswith("| C1 | ") and "pp |" in ln)
+    assert line == (
+        f"| C1 | {c1.runs} | {c1.conn_cv:.1f}% | {c1.conn_cv_std:.1f} pp | {c1.conn_cv_low:.1f}-{c1.conn_cv_high:.1f}% "
+        f"| no: CV std {c1.conn_cv_std:.1f} >= 2 pp |"
+    )
+    assert not protocol.has_enough_runs(c1)
+    monkeypatch.setattr(protocol, "CV_STD_MAX", c1.conn_cv_std + 0.1)
+    assert protocol.has_enough_runs(c1)
+    assert line.rsplit("|", 2)[0] + "| yes |" in _batch_prompt(results)

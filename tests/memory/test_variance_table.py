@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytest
 
 from helpers.results import default_trainable, scenario, slot_result
 from memory.variance import (
+    CV_ESTIMATE_HEADER,
     VARIANCE_HEADER,
     config_ids,
     config_key,
+    cv_estimate,
+    render_cv_estimates,
     render_variance_table,
     variance_table,
 )
@@ -95,3 +101,27 @@ def test_rendered_table_has_the_protocol_header_and_cells():
         "| C1 | 2 | 0.910 +/- 0.014 | 1.6% | 1/2 | 0.950 +/- 0.000 | 0.0% | 0.500 +/- 0.000 | 0.0% "
         "| 0.850 +/- 0.000 | 0.0% | undecided |"
     )
+
+
+def test_the_cv_estimate_is_a_seeded_bootstrap_whose_std_shrinks_with_more_runs():
+    few = np.array([0.4, 0.5, 0.6, 0.7])
+    many = np.tile(few, 16)  # the same CV from 16x the runs
+    std4, low4, high4 = cv_estimate(few)
+    assert cv_estimate(few) == (std4, low4, high4)  # deterministic
+    assert low4 < 100 * few.std(ddof=1) / few.mean() < high4
+    assert cv_estimate(many)[0] < std4 / 2
+    assert all(math.isnan(v) for v in cv_estimate(np.array([0.5])))
+
+
+def test_each_row_carries_its_cv_estimate_and_the_table_renders_the_given_marks():
+    res = [slot_result(i, conn=c) for i, c in enumerate([0.5, 0.7, 0.6, 0.4], 1)] + [
+        slot_result(5, trainable=default_trainable(n_alternations=8))
+    ]
+    rows = variance_table(res)
+    assert (rows[0].conn_cv_std, rows[0].conn_cv_low, rows[0].conn_cv_high) == cv_estimate(
+        np.array([0.5, 0.7, 0.6, 0.4])
+    )
+    lines = render_cv_estimates(rows, {"C1": "no: CV std 7.1 >= 2 pp"}).splitlines()
+    assert lines[0] == CV_ESTIMATE_HEADER
+    assert lines[2].startswith(f"| C1 | 4 | {rows[0].conn_cv:.1f}% | {rows[0].conn_cv_std:.1f} pp | ")
+    assert lines[3] == "| C5 | 1 | 0.0% | n/a | n/a |  |"
