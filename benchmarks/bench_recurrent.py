@@ -29,11 +29,11 @@ from trainer.data import global_voltage_std, read_dataset  # noqa: E402
 from trainer.schedule import base_lrs, build_optimizer  # noqa: E402
 from trainer.train import (  # noqa: E402
     FrameSampler,
-    _recurrent_setup,
     _step,
     build_model,
     fuse_adam,
     make_loss_fn,
+    rollout_plan,
     tune_allocator,
 )
 
@@ -52,7 +52,7 @@ def make_mode(args: argparse.Namespace, time_step: int, total: int) -> Callable[
     device = torch.device("cpu")
     model = build_model(cfg, data, device)
     optimizer = fuse_adam(build_optimizer(model.param_groups(), base_lrs(t)))
-    rollout = _recurrent_setup(t, data, total, device)
+    rollout = rollout_plan(t, data, total, device)
     sampler = FrameSampler(data.train, t.batch_size, total, t.seed, device, rollout=rollout.time_step)
     loss_fn = make_loss_fn(model, t, 1.5 * global_voltage_std(data.train.voltage), delta_t=data.delta_t)
     clip = (model.W, t.grad_clip_W) if t.grad_clip_W > 0 else None

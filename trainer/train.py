@@ -357,7 +357,7 @@ def train(
     total = niter * cfg.n_epochs
     checkpoints = set(r2_checkpoints(niter)) | {c for c in extra_checkpoints if 1 <= c <= niter}
     xnorm = 1.5 * global_voltage_std(data.train.voltage)
-    rollout = _recurrent_setup(cfg, data, niter, device)
+    rollout = rollout_plan(cfg, data, niter, device)
     sampler = FrameSampler(
         data.train, cfg.batch_size, total, cfg.seed, device, rollout=rollout.time_step, rollout_from=rollout.from_step
     )
@@ -433,7 +433,7 @@ def _step(
 
 
 @dataclass
-class _Rollout:
+class RolloutPlan:
     """Recurrent training as the loop sees it: the sampler's rollout and first recurrent step, the Euler step, and
     the per-step noise (drawn from its own generator seeded with training.seed, so runs are reproducible)."""
 
@@ -452,16 +452,16 @@ class _Rollout:
         return torch.randn(shape, generator=self.generator, device=model.W.device).mul_(self.level)
 
 
-def _recurrent_setup(cfg: TrainingConfig, data: Dataset, niter: int, device: torch.device) -> _Rollout:
-    """The run's ``_Rollout``; TrainingFailed when the dataset cannot support it (no delta_t, too few frames)."""
+def rollout_plan(cfg: TrainingConfig, data: Dataset, niter: int, device: torch.device) -> RolloutPlan:
+    """The run's ``RolloutPlan``; TrainingFailed when the dataset cannot support it (no delta_t, too few frames)."""
     if not cfg.recurrent_training:
-        return _Rollout()
+        return RolloutPlan()
     if data.delta_t is None:
         raise TrainingFailed("recurrent_training needs the dataset's delta_t (meta.json has none)")
     if data.train.n_frames <= cfg.time_step:
         raise TrainingFailed(f"time_step {cfg.time_step} needs more than {cfg.time_step} training frames")
     generator = torch.Generator(device=device).manual_seed(cfg.seed) if cfg.noise_recurrent_level > 0 else None
-    return _Rollout(
+    return RolloutPlan(
         cfg.time_step,
         cfg.recurrent_training_start_epoch * niter,
         data.delta_t,
