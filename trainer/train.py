@@ -369,8 +369,8 @@ def train(
     checked = 0
     bar = Progress(total, desc="train", bar=progress)
     on_row = lambda row: bar.update(0, conn_R2=row.connectivity_r2)  # noqa: E731
-    # set up before loss_fn_for: the checkpoints score with the model's usual ops (evaluate's), not the compiled loss's
     clip_W = (model.W, cfg.grad_clip_W) if cfg.grad_clip_W > 0 else None
+    # set up before loss_fn_for: the checkpoints score with the model's usual ops (evaluate's), not the compiled loss's
     r2 = R2Checkpoints(
         model, probe, r2_log, background=background_r2(cfg.r2_async, device), on_row=on_row, on_recovered=on_recovered
     )
