@@ -107,6 +107,18 @@ class TrainingConfig(_Section):
     alternate_joint_ratio: float = Field(0.4, ge=0, le=1, description="two_stage: joint fraction of the epoch")
     alternate_lr_ratio: float = Field(0.1, ge=0, le=1, description="two_stage: lin_edge and W LR factor after")
 
+    # V_rest exploration's training scheme (docs/PARITY.md, "Recurrent training"); defaults off
+    learning_rate_update_start: float = Field(
+        0.0, ge=0, le=1, description="lin_phi's own LR (active phase); 0 = learning_rate_start"
+    )
+    recurrent_training: bool = Field(False, description="loss on the state time_step Euler steps ahead")
+    time_step: int = Field(1, ge=1, le=64, description="recurrent: Euler steps of the rollout in the loss")
+    noise_recurrent_level: float = Field(0.0, ge=0, le=10, description="recurrent: std of N(0,1) added per step")
+    recurrent_training_start_epoch: int = Field(
+        0, ge=0, le=99, description="recurrent: first 0-based epoch with the rollout loss (earlier: one-step)"
+    )
+    grad_clip_W: float = Field(0.0, ge=0, le=1e6, description="max L2 norm of W's gradient per step; 0 = off")
+
     n_rollout_frames: int = Field(500, ge=10, description="frames of the autonomous test rollout")
     cluster_n_components: int = Field(100, ge=2, le=1000, description="GaussianMixture components")
     seed: int = Field(42, ge=0, description="initialisation and frame sampling (controller-owned)")
@@ -117,6 +129,15 @@ class TrainingConfig(_Section):
     r2_async: Literal["auto", "on", "off"] = Field(
         "auto", description="R2 checkpoints on a background thread (auto: on CUDA only); same log either way"
     )
+
+    @model_validator(mode="after")
+    def _recurrent_runs(self) -> TrainingConfig:
+        if self.recurrent_training and self.recurrent_training_start_epoch >= self.n_epochs:
+            raise ValueError(
+                f"recurrent_training_start_epoch ({self.recurrent_training_start_epoch}) must be < n_epochs "
+                f"({self.n_epochs}): the recurrent loss would never run"
+            )
+        return self
 
 
 class ClaudeConfig(_Section):

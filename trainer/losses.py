@@ -128,3 +128,21 @@ def weighted_regularisers(
     if "coeff_W_L2" in coeff:
         terms["coeff_W_L2"] = coeff["coeff_W_L2"] * torch.linalg.vector_norm(model.W, ord=2)
     return terms
+
+
+def rollout_loss(
+    model: FlyVisGNN, v0: Tensor, target: Tensor, stim: Tensor, delta_t: float, noise: Tensor | None = None
+) -> Tensor:
+    """The recurrent data term: ``||(v_T - target) / (delta_t * T)||_2`` over the whole batch.
+
+    ``v_T`` is ``T`` explicit Euler steps of the model from the observed voltages ``v0`` (B, N):
+    ``v_{s+1} = v_s + delta_t * model(v_s, stim[s]) (+ noise[s])`` with the stimulus of frame ``k + s``
+    (``stim`` (T, B, n_input)); ``target`` (B, N) is the observed voltage of frame ``k + T``. Only the end
+    state enters the loss; gradients flow through every step (no detach). ``noise`` (T, B, N): already scaled.
+    """
+    v = v0
+    for s in range(stim.shape[0]):
+        v = v + delta_t * model(v, stim[s])
+        if noise is not None:
+            v = v + noise[s]
+    return torch.linalg.vector_norm((v - target) / (delta_t * stim.shape[0]))

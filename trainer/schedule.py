@@ -32,11 +32,11 @@ def r2_checkpoints(niter: int) -> list[int]:
 
 
 def base_lrs(cfg: TrainingConfig) -> dict[str, float]:
-    """Active-phase learning rates of the four groups."""
+    """Active-phase learning rates of the four groups; lin_phi's is ``learning_rate_update_start`` unless 0."""
     return {
         "lin_edge": cfg.learning_rate_start,
         "W": cfg.learning_rate_W_start,
-        "lin_phi": cfg.learning_rate_start,
+        "lin_phi": cfg.learning_rate_update_start or cfg.learning_rate_start,
         "embedding": cfg.learning_rate_embedding_start,
     }
 
@@ -96,3 +96,8 @@ def apply_lrs(optimizer: torch.optim.Optimizer, lrs: Mapping[str, float]) -> Non
     """Set each named group's LR in place (the Adam moments are untouched)."""
     for group in optimizer.param_groups:
         group["lr"] = lrs[group["name"]]
+
+
+def recurrent_active(cfg: TrainingConfig, epoch: int) -> bool:
+    """Whether 0-based ``epoch`` trains with the ``time_step`` rollout loss (from recurrent_training_start_epoch on)."""
+    return cfg.recurrent_training and epoch >= cfg.recurrent_training_start_epoch

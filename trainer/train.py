@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -21,6 +22,7 @@ from trainer.losses import (
     annealed_coefficients,
     data_loss,
     ever_active,
+    rollout_loss,
     weighted_regularisers,
 )
 from trainer.metrics import (
@@ -37,7 +39,14 @@ from trainer.metrics import (
 )
 from trainer.model import EdgeMode, FlyVisGNN
 from trainer.progress import Progress
-from trainer.schedule import apply_lrs, build_optimizer, iterations_per_epoch, phase_lrs, r2_checkpoints
+from trainer.schedule import (
+    apply_lrs,
+    build_optimizer,
+    iterations_per_epoch,
+    phase_lrs,
+    r2_checkpoints,
+    recurrent_active,
+)
 
 LOSS_CHECK_EVERY = 50
 DEVICE_DATA_FRACTION = 0.5  # the training split is copied to the GPU when it takes at most this much free memory
@@ -45,7 +54,13 @@ COPY_CHUNK_FRAMES = 4096
 
 COMPILE_BACKEND = "inductor"  # torch.compile's backend for training.compile (tests use a cheaper one)
 
-LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
+
+class LossFn(Protocol):
+    """The iteration's loss: ``(v, y, stim, epoch, noise=None) -> scalar`` (``make_loss_fn``)."""
+
+    def __call__(
+        self, v: torch.Tensor, y: torch.Tensor, stim: torch.Tensor, epoch: int, noise: torch.Tensor | None = None
+    ) -> torch.Tensor: ...
 
 
 class TrainingFailed(RuntimeError):
@@ -98,13 +113,32 @@ class FrameSampler:
     device once when they fit in DEVICE_DATA_FRACTION of its free memory; the loop then makes no host
     transfer and no host sync (otherwise batches are read and copied per iteration, as on the CPU).
     ``preload`` forces either way (None: that rule).
+
+    Recurrent training (``rollout`` = time_step T >= 1): from global step ``rollout_from`` on, a frame k is drawn
+    uniformly in ``[0, n_frames - T)`` and rounded down to a multiple of T (the reference's rule), and ``batch``
+    returns what ``rollout_loss`` needs: the voltages of frames k, those of frames k + T (the target) and the
+    stimuli of frames k .. k + T - 1 as (T, B, n_input). The steps before ``rollout_from`` draw as without it.
     """
 
     def __init__(
-        self, split: Split, batch_size: int, total: int, seed: int, device: torch.device, preload: bool | None = None
+        self,
+        split: Split,
+        batch_size: int,
+        total: int,
+        seed: int,
+        device: torch.device,
+        preload: bool | None = None,
+        *,
+        rollout: int = 0,
+        rollout_from: int = 0,
     ) -> None:
+        if rollout and split.n_frames <= rollout:
+            raise ValueError(
+                f"a {rollout}-step rollout needs more than {rollout} training frames, got {split.n_frames}"
+            )
         rng = np.random.default_rng(seed)
-        draws = [np.sort(rng.integers(0, split.n_frames, size=batch_size)) for _ in range(total)]
+        self.rollout, self.rollout_from = rollout, (rollout_from if rollout else total)
+        draws = [_draw(rng, split.n_frames, batch_size, rollout if s >= self.rollout_from else 0) for s in range(total)]
         self.idx = np.stack(draws) if draws else np.zeros((0, batch_size), dtype=np.int64)
         self.split, self.device = split, device
         self.on_device: tuple[torch.Tensor, ...] | None = None
@@ -116,16 +150,41 @@ class FrameSampler:
         if preload:
             self.on_device = tuple(_to_device(a, device) for a in arrays)
             self._idx_dev = torch.from_numpy(self.idx).to(device)
+            self._offsets = torch.arange(max(rollout, 1), device=device).unsqueeze(1)
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(voltage, y, stimulus) of iteration ``step``: (B, N), (B, N), (B, n_input) float32 on the device."""
+        """(voltage, y, stimulus) of iteration ``step``: (B, N), (B, N), (B, n_input) float32 on the device.
+
+        A recurrent step (``rollout`` T, step >= ``rollout_from``): (voltage of k, voltage of k + T, stimuli of
+        k .. k + T - 1), shapes (B, N), (B, N), (T, B, n_input).
+        """
+        t = self.rollout if step >= self.rollout_from else 0
         if self.on_device is not None and self._idx_dev is not None:
             i = self._idx_dev[step]
-            v, y, stim = (a.index_select(0, i) for a in self.on_device)
-            return v, y, stim
+            volt, y, stim = self.on_device
+            if not t:
+                return volt.index_select(0, i), y.index_select(0, i), stim.index_select(0, i)
+            frames = (self._offsets + i).reshape(-1)  # (T * B,): frame k + s of draw b at s * B + b
+            return (
+                volt.index_select(0, i),
+                volt.index_select(0, i + t),
+                stim.index_select(0, frames).view(t, i.numel(), -1),
+            )
         idx = self.idx[step]
-        take = lambda a: torch.from_numpy(np.asarray(a[idx], dtype=np.float32)).to(self.device)  # noqa: E731
-        return take(self.split.voltage), take(self.split.y), take(self.split.stimulus)
+        take = lambda a, j: torch.from_numpy(np.asarray(a[j], dtype=np.float32)).to(self.device)  # noqa: E731
+        if not t:
+            return take(self.split.voltage, idx), take(self.split.y, idx), take(self.split.stimulus, idx)
+        frames = np.arange(t)[:, None] + idx[None, :]  # (T, B)
+        return take(self.split.voltage, idx), take(self.split.voltage, idx + t), take(self.split.stimulus, frames)
+
+
+def _draw(rng: np.random.Generator, n_frames: int, batch_size: int, rollout: int) -> np.ndarray:
+    """One iteration's sorted frame indices: uniform in [0, n_frames), or for a ``rollout`` of T steps uniform in
+    [0, n_frames - T) rounded down to a multiple of T."""
+    if not rollout:
+        return np.sort(rng.integers(0, n_frames, size=batch_size))
+    k = rng.integers(0, n_frames - rollout, size=batch_size)
+    return np.sort(k - k % rollout)
 
 
 def _to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -137,9 +196,16 @@ def _to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
     return out
 
 
-def make_loss_fn(model: FlyVisGNN, cfg: TrainingConfig, xnorm: float, *, backend: str | None = None) -> LossFn:
-    """The iteration's loss ``(v, y, stim, epoch) -> scalar``: data term plus the regularisers on the batch's
-    last frame (the reference's rule), annealed for ``epoch``.
+def make_loss_fn(
+    model: FlyVisGNN, cfg: TrainingConfig, xnorm: float, *, backend: str | None = None, delta_t: float | None = None
+) -> LossFn:
+    """The iteration's loss ``(v, y, stim, epoch, noise=None) -> scalar``: data term plus the regularisers on the
+    batch's last frame (the reference's rule), annealed for ``epoch``.
+
+    In an epoch with recurrent training (``recurrent_active``) the data term is ``rollout_loss`` over
+    ``cfg.time_step`` Euler steps of ``delta_t`` (required then): ``y`` is the target voltage of frame k + T,
+    ``stim`` the (T, B, n_input) stimuli and ``noise`` the scaled (T, B, N) per-step noise or None
+    (``FrameSampler`` with ``rollout``); the regularisers use frame k's voltages.
 
     Compiled with ``torch.compile`` (``backend``, default COMPILE_BACKEND) when ``cfg.compile`` is not ``off``;
     the model then runs on plain modules and gather/index_add, which the compiler fuses itself (this sets
@@ -148,8 +214,24 @@ def make_loss_fn(model: FlyVisGNN, cfg: TrainingConfig, xnorm: float, *, backend
     compile anew (and after torch's recompile limit the step would silently run eagerly).
     """
 
+    if cfg.recurrent_training and delta_t is None:
+        raise ValueError("recurrent_training needs delta_t (the dataset's Euler step)")
+    dt = float(delta_t or 0.0)
+
     def loss_of(v: torch.Tensor, y: torch.Tensor, stim: torch.Tensor, coeff: Mapping[str, Coefficient]) -> torch.Tensor:
         loss = data_loss(model(v, stim), y)
+        for term in weighted_regularisers(model, v[-1], coeff, xnorm).values():
+            loss = loss + term
+        return loss
+
+    def recurrent_of(
+        v: torch.Tensor,
+        target: torch.Tensor,
+        stim: torch.Tensor,
+        noise: torch.Tensor | None,
+        coeff: Mapping[str, Coefficient],
+    ) -> torch.Tensor:
+        loss = rollout_loss(model, v, target, stim, dt, noise)
         for term in weighted_regularisers(model, v[-1], coeff, xnorm).values():
             loss = loss + term
         return loss
@@ -170,7 +252,11 @@ def make_loss_fn(model: FlyVisGNN, cfg: TrainingConfig, xnorm: float, *, backend
 
     if cfg.compile == "off":
 
-        def loss_fn(v: torch.Tensor, y: torch.Tensor, stim: torch.Tensor, epoch: int) -> torch.Tensor:
+        def loss_fn(
+            v: torch.Tensor, y: torch.Tensor, stim: torch.Tensor, epoch: int, noise: torch.Tensor | None = None
+        ) -> torch.Tensor:
+            if recurrent_active(cfg, epoch):
+                return recurrent_of(v, y, stim, noise, coefficients(epoch))
             return loss_of(v, y, stim, coefficients(epoch))
 
         return loss_fn
@@ -179,23 +265,30 @@ def make_loss_fn(model: FlyVisGNN, cfg: TrainingConfig, xnorm: float, *, backend
     mode = {"mode": cfg.compile} if backend == "inductor" else {}
     model.plain_ops = True
     compiled = torch.compile(loss_of, backend=backend, dynamic=False, **mode)
+    compiled_recurrent = torch.compile(recurrent_of, backend=backend, dynamic=False, **mode)  # the k steps unrolled
     graphed = cfg.compile == "reduce-overhead"
 
-    def compiled_loss_fn(v: torch.Tensor, y: torch.Tensor, stim: torch.Tensor, epoch: int) -> torch.Tensor:
+    def compiled_loss_fn(
+        v: torch.Tensor, y: torch.Tensor, stim: torch.Tensor, epoch: int, noise: torch.Tensor | None = None
+    ) -> torch.Tensor:
         if graphed:
             torch.compiler.cudagraph_mark_step_begin()  # each call is a new training step (outputs may be reused)
+        if recurrent_active(cfg, epoch):
+            return compiled_recurrent(v, y, stim, noise, coefficients(epoch))
         return compiled(v, y, stim, coefficients(epoch))
 
     return compiled_loss_fn
 
 
 @contextmanager
-def loss_fn_for(model: FlyVisGNN, cfg: TrainingConfig, xnorm: float, *, backend: str | None = None) -> Iterator[LossFn]:
+def loss_fn_for(
+    model: FlyVisGNN, cfg: TrainingConfig, xnorm: float, *, backend: str | None = None, delta_t: float | None = None
+) -> Iterator[LossFn]:
     """``make_loss_fn`` for the length of a ``with`` block; the model's ``plain_ops`` mode is restored after it
     (also on an error), so what runs the model next (evaluation, a later eager run) gets its usual ops."""
     previous = model.plain_ops
     try:
-        yield make_loss_fn(model, cfg, xnorm, backend=backend)
+        yield make_loss_fn(model, cfg, xnorm, backend=backend, delta_t=delta_t)
     finally:
         model.plain_ops = previous
 
@@ -264,7 +357,10 @@ def train(
     total = niter * cfg.n_epochs
     checkpoints = set(r2_checkpoints(niter)) | {c for c in extra_checkpoints if 1 <= c <= niter}
     xnorm = 1.5 * global_voltage_std(data.train.voltage)
-    sampler = FrameSampler(data.train, cfg.batch_size, total, cfg.seed, device)
+    rollout = rollout_plan(cfg, data, niter, device)
+    sampler = FrameSampler(
+        data.train, cfg.batch_size, total, cfg.seed, device, rollout=rollout.time_step, rollout_from=rollout.from_step
+    )
     phase, lrs = phase_lrs(0, niter, cfg)
     optimizer = fuse_adam(build_optimizer(model.param_groups(), lrs))
     losses = torch.empty(total, device=device)
@@ -273,13 +369,14 @@ def train(
     checked = 0
     bar = Progress(total, desc="train", bar=progress)
     on_row = lambda row: bar.update(0, conn_R2=row.connectivity_r2)  # noqa: E731
+    clip_W = (model.W, cfg.grad_clip_W) if cfg.grad_clip_W > 0 else None
     # set up before loss_fn_for: the checkpoints score with the model's usual ops (evaluate's), not the compiled loss's
     r2 = R2Checkpoints(
         model, probe, r2_log, background=background_r2(cfg.r2_async, device), on_row=on_row, on_recovered=on_recovered
     )
     t0 = time.perf_counter()
     try:
-        with loss_fn_for(model, cfg, xnorm) as loss_fn:
+        with loss_fn_for(model, cfg, xnorm, delta_t=rollout.delta_t) as loss_fn:
             for epoch in range(cfg.n_epochs):
                 for it in range(niter):
                     step = epoch * niter + it
@@ -290,7 +387,8 @@ def train(
                         lr_log.append((step, dict(lrs)))
                     if not starts or starts[-1][1] != phase:
                         starts.append((step, phase))
-                    loss = _step(loss_fn, optimizer, sampler.batch(step), epoch)
+                    noise = rollout.noise(model, step)
+                    loss = _step(loss_fn, optimizer, sampler.batch(step), epoch, noise=noise, clip_W=clip_W)
                     losses[step] = loss
                     done = it + 1
                     if (step + 1) % LOSS_CHECK_EVERY == 0 or done in checkpoints:
@@ -315,14 +413,62 @@ def _step(
     optimizer: torch.optim.Optimizer,
     batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     epoch: int,
+    *,
+    noise: torch.Tensor | None = None,
+    clip_W: tuple[torch.Tensor, float] | None = None,
 ) -> torch.Tensor:
-    """One optimiser step on a batch of frames (FrameSampler); returns the detached loss (no host sync)."""
+    """One optimiser step on a batch of frames (FrameSampler); returns the detached loss (no host sync).
+
+    ``clip_W`` (W, max_norm): W's gradient is scaled to L2 norm at most max_norm before the step (grad_clip_W;
+    ``clip_grad_norm_`` on W alone, as the reference; the other groups are untouched).
+    """
     v, y, stim = batch
-    loss = loss_fn(v, y, stim, epoch)
+    loss = loss_fn(v, y, stim, epoch, noise)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    if clip_W is not None and clip_W[0].grad is not None:
+        torch.nn.utils.clip_grad_norm_([clip_W[0]], max_norm=clip_W[1])
     optimizer.step()
     return loss.detach()
+
+
+@dataclass
+class RolloutPlan:
+    """Recurrent training as the loop sees it: the sampler's rollout and first recurrent step, the Euler step, and
+    the per-step noise (drawn from its own generator seeded with training.seed, so runs are reproducible)."""
+
+    time_step: int = 0  # 0: no recurrent training in this run
+    from_step: int = 0
+    delta_t: float | None = None
+    level: float = 0.0
+    batch_size: int = 1
+    generator: torch.Generator | None = None
+
+    def noise(self, model: FlyVisGNN, step: int) -> torch.Tensor | None:
+        """The scaled (T, B, N) noise of a recurrent ``step``, or None (no noise, or not a recurrent step)."""
+        if not self.time_step or step < self.from_step or self.level <= 0 or self.generator is None:
+            return None
+        shape = (self.time_step, self.batch_size, model.n_neurons)
+        return torch.randn(shape, generator=self.generator, device=model.W.device).mul_(self.level)
+
+
+def rollout_plan(cfg: TrainingConfig, data: Dataset, niter: int, device: torch.device) -> RolloutPlan:
+    """The run's ``RolloutPlan``; TrainingFailed when the dataset cannot support it (no delta_t, too few frames)."""
+    if not cfg.recurrent_training:
+        return RolloutPlan()
+    if data.delta_t is None:
+        raise TrainingFailed("recurrent_training needs the dataset's delta_t (meta.json has none)")
+    if data.train.n_frames <= cfg.time_step:
+        raise TrainingFailed(f"time_step {cfg.time_step} needs more than {cfg.time_step} training frames")
+    generator = torch.Generator(device=device).manual_seed(cfg.seed) if cfg.noise_recurrent_level > 0 else None
+    return RolloutPlan(
+        cfg.time_step,
+        cfg.recurrent_training_start_epoch * niter,
+        data.delta_t,
+        cfg.noise_recurrent_level,
+        cfg.batch_size,
+        generator,
+    )
 
 
 @dataclass
