@@ -40,6 +40,7 @@ def test_other_seed_gives_different_frames_same_ground_truth(small_sim, tmp_path
     np.testing.assert_array_equal(a.W, b.W)
 
 
+@pytest.mark.numerics
 def test_saved_y_is_the_drift_of_saved_state(small_sim, tmp_path) -> None:
     ds = open_dataset(generate_dataset(small_sim, tmp_path / "d"))
     t = lambda x: torch.from_numpy(np.array(x))  # noqa: E731
@@ -50,6 +51,7 @@ def test_saved_y_is_the_drift_of_saved_state(small_sim, tmp_path) -> None:
     torch.testing.assert_close(y, t(ds.train.y), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.numerics
 def test_test_split_is_noise_free(small_sim, tmp_path) -> None:
     ds = open_dataset(generate_dataset(small_sim, tmp_path / "d"))
     v, y = np.asarray(ds.test.voltage), np.asarray(ds.test.y)

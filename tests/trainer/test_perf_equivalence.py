@@ -21,6 +21,8 @@ from trainer.model import FlyVisGNN, _FusedMLP, make_mlp, mlp_apply
 from trainer.schedule import apply_lrs, build_optimizer, iterations_per_epoch, phase_lrs
 from trainer.train import FrameSampler, build_model, build_probe, evaluate, make_loss_fn, train
 
+pytestmark = pytest.mark.numerics  # make test-cpus runs them under each torch CPU kernel set
+
 CPU = torch.device("cpu")
 REPO = Path(__file__).resolve().parents[2]
 RUN_ITERATIONS = 500
