@@ -33,6 +33,7 @@ test-cpus: $(STAMP)
 	@for cap in $(CPU_CAPABILITIES); do \
 		used=$$(ATEN_CPU_CAPABILITY=$$cap $(BIN)/python -c "import torch; print(torch.backends.cpu.get_cpu_capability())"); \
 		echo "== ATEN_CPU_CAPABILITY=$$cap: torch uses $$used"; \
+		[ "$$(echo $$used | tr A-Z a-z)" = "$$cap" ] || echo "   this CPU lacks $$cap: torch fell back to $$used"; \
 		ATEN_CPU_CAPABILITY=$$cap $(BIN)/python -m pytest -q -p no:cacheprovider \
 			-m "numerics and not slow and not gpu and not browser and not real" || exit 1; \
 	done
