@@ -23,7 +23,7 @@ def _agent(*args: str, env: dict[str, str] | None = None):
         env=full_env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
     )
 
 
