@@ -70,7 +70,7 @@ def test_ctrl_c_cancels_the_running_slot_jobs(tmp_path: Path) -> None:
     journal = run_dir / "journal.jsonl"
     try:
         deadline = time.monotonic() + HANG_S
-        while not (journal.exists() and journal.read_text().count('"slot_submitted"') == 4):
+        while _submitted(journal) < 4:
             assert proc.poll() is None, proc.communicate()[1]
             assert time.monotonic() < deadline, "the controller did not submit the batch's 4 slots"
             time.sleep(0.2)
@@ -86,6 +86,17 @@ def test_ctrl_c_cancels_the_running_slot_jobs(tmp_path: Path) -> None:
     for slot in sorted((run_dir / "slots").iterdir()):
         status = (slot / "status.json").read_text()
         assert '"succeeded"' not in status, f"{slot.name} kept running to completion"
+
+
+def _submitted(journal: Path) -> int:
+    """slot_submitted events among the journal's complete lines.
+
+    A line still being written is not counted: a SIGINT sent on its first bytes interrupts the append, the torn
+    line is dropped, and that slot's job is never journaled (seen under load: 3 of 4 cancelled).
+    """
+    text = journal.read_text() if journal.exists() else ""
+    lines = text[: text.rfind("\n") + 1].splitlines()
+    return sum(json.loads(line)["type"] == "slot_submitted" for line in lines if line.strip())
 
 
 def _kill_slots(run_dir: Path) -> None:
