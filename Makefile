@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-integration lint bench clean-demo
+.PHONY: install demo test test-cpus test-integration lint bench clean-demo
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -25,6 +25,18 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The tests marked `numerics` (floats that depend on torch's CPU kernels) under each kernel set torch has on x86-64,
+# so one CPU proves what several would. A CPU without AVX-512 falls back silently: each run says what torch used.
+CPU_CAPABILITIES := default avx2 avx512
+test-cpus: $(STAMP)
+	@for cap in $(CPU_CAPABILITIES); do \
+		used=$$(ATEN_CPU_CAPABILITY=$$cap $(BIN)/python -c "import torch; print(torch.backends.cpu.get_cpu_capability())"); \
+		echo "== ATEN_CPU_CAPABILITY=$$cap: torch uses $$used"; \
+		[ "$$(echo $$used | tr A-Z a-z)" = "$$cap" ] || echo "   this CPU lacks $$cap: torch fell back to $$used"; \
+		ATEN_CPU_CAPABILITY=$$cap $(BIN)/python -m pytest -q -p no:cacheprovider \
+			-m "numerics and not slow and not gpu and not browser and not real" || exit 1; \
+	done
 
 # Tests marked `real` and `browser`: a real one-node Slurm, the real claude CLI and the anthropic SDK over TCP
 # against a fake API on 127.0.0.1, headless Chromium. See tests/integration/run.sh.

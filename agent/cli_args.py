@@ -18,7 +18,7 @@ RUN_EXIT_CODES: dict[int, str] = {
     EXIT_BAD_INPUT: "bad input (nothing was written)",
     EXIT_PAUSED: "paused (resumable with --resume)",
     EXIT_LLM: "LLM failure (resumable with --resume)",
-    EXIT_IO: "I/O error (resumable with --resume)",
+    EXIT_IO: "I/O error (resumable with --resume; a run directory that cannot be created leaves nothing)",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C; resumable with --resume)",
 }
 VIEW_EXIT_CODES: dict[int, str] = {EXIT_OK: "done", EXIT_BAD_INPUT: "bad input (not a run directory, unreadable run)"}

@@ -107,12 +107,18 @@ class Journal:
             )
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._truncate_torn_tail()
-        with open(self.path, "ab") as fh:
-            fh.write(line)
-            fh.flush()
-            os.fsync(fh.fileno())
-        self._valid_size = self.path.stat().st_size
-        self.events.append(stamped)
+        # Ctrl-C waits until the line is written and counted: one landing in the fsync (long on a loaded machine)
+        # left the written line uncounted, and the next append cut it off (a submitted job no longer journaled).
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            with open(self.path, "ab") as fh:
+                fh.write(line)
+                fh.flush()
+                os.fsync(fh.fileno())
+            self._valid_size = self.path.stat().st_size
+            self.events.append(stamped)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         self._maybe_crash(type_)
         return stamped
 

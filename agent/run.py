@@ -54,6 +54,10 @@ class UsageError(ValueError):
     """A command-line problem the user fixes; one line."""
 
 
+class RunDirError(OSError):
+    """The run directory could not be created (an I/O failure, exit 5); one line."""
+
+
 def build_parser(prog: str = "python -m agent.run") -> argparse.ArgumentParser:
     """Every value type-checked here, so a bad one stops the command before anything is written."""
     p = OneLineParser(prog=prog, description=__doc__.split("\n\n")[0], epilog=exit_codes_epilog(RUN_EXIT_CODES))
@@ -137,7 +141,32 @@ def resolve_run(args: argparse.Namespace, instructions: Instructions) -> tuple[P
         raise UsageError(f"{run_dir}: a run already exists here; pass --resume to continue it or --fresh to restart")
     if not config_path.exists():
         raise UsageError(f"{config_path}: config file not found")
+    check_run_dir(run_dir)
     return run_dir, config_path, False
+
+
+def check_run_dir(run_dir: Path) -> None:
+    """``--run-dir`` is a directory or can become one: no file on its path, a writable nearest ancestor."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UsageError(f"{run_dir}: --run-dir is a file, not a directory")
+    ancestor = run_dir
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise UsageError(f"{run_dir}: --run-dir cannot be created: {ancestor} is a file, not a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise UsageError(f"{run_dir}: --run-dir cannot be created: {ancestor} is not writable")
+
+
+def check_iterations(iterations: int, n_slots: int, config_path: Path) -> None:
+    """Batches are whole: ``--iterations`` must be a multiple of the batch size (``claude.n_slots``)."""
+    if iterations % n_slots:
+        lower, upper = iterations - iterations % n_slots, iterations - iterations % n_slots + n_slots
+        either = f"{lower} or {upper}" if lower else str(upper)
+        raise UsageError(
+            f"--iterations {iterations} is not a multiple of the batch size {n_slots} "
+            f"(claude.n_slots of {config_path}); pass {either}"
+        )
 
 
 def create_run_dir(run_dir: Path, config_path: Path, instructions_name: str) -> RunFiles:
@@ -146,12 +175,17 @@ def create_run_dir(run_dir: Path, config_path: Path, instructions_name: str) -> 
         aside = run_dir.with_name(f"{run_dir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
         run_dir.rename(aside)
         print(f"moved the previous run aside to {aside}", flush=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    files = RunFiles(run_dir)
-    shutil.copyfile(config_path, files.base_config)
-    files.write_run_info(
-        {"name": config_path.stem, "config": str(config_path), "instructions": instructions_name, "created": utc_now()}
-    )
+    created = [p for p in (run_dir, *run_dir.parents) if not p.exists()]
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        files = RunFiles(run_dir)
+        shutil.copyfile(config_path, files.base_config)
+        info = {"name": config_path.stem, "config": str(config_path), "instructions": instructions_name}
+        files.write_run_info({**info, "created": utc_now()})
+    except OSError as err:  # the folders this call made are removed again: nothing is left behind
+        for folder in created:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise RunDirError(f"{run_dir}: cannot create the run directory: {err.strerror or err}") from None
     return files
 
 
@@ -212,6 +246,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m agent.run") -> in
         instructions = load_instructions(args.instructions)
         run_dir, config_path, resuming = resolve_run(args, instructions)
         config = load_experiment(config_path)
+        if args.iterations is not None:
+            check_iterations(args.iterations, config.claude.n_slots, config_path)
         if not args.force:
             check_machine(config, config_path)
         planned_files = RunFiles(run_dir)  # paths only: nothing is written before the backends are ready
@@ -224,6 +260,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m agent.run") -> in
     except (UsageError, ConfigError, YamlError, PromptError, LLMError, ValueError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except RunDirError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_IO
 
     try:
         with RunLock(files.dir):

@@ -21,7 +21,7 @@ def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
         cwd=root,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
     )
 
 

@@ -12,7 +12,7 @@ from agent.executors import JobHandle, JobOutcome, SubmissionError
 from experiment.records import read_status
 from helpers.executor_harness import Harness, fast_settings, runs, wait_started
 
-WAIT_S = 20.0
+WAIT_S = 120.0  # bounds a hang only: ex.wait returns as soon as the jobs are done
 
 
 def test_four_jobs_run_once_each_and_succeed_from_their_status_files(harness: Harness) -> None:

@@ -15,7 +15,7 @@ from agent.executors.local import LocalExecutor, PidRecord, detect_gpus, process
 from experiment.records import SlotStatus, read_status, utc_now, write_status
 from helpers.executor_harness import fast_settings, make_job, runs
 
-WAIT_S = 20.0
+WAIT_S = 120.0  # bounds a hang only: ex.wait returns as soon as the jobs are done
 
 
 def start_end(job: SlotJob) -> tuple[float, float]:

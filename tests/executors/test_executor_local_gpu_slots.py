@@ -15,7 +15,7 @@ from agent.executors import SlotJob
 from agent.executors.local import PID_FILE, LocalExecutor
 from helpers.executor_harness import REPO, fast_settings
 
-WAIT_S = 20.0
+WAIT_S = 120.0  # bounds a hang only: ex.wait returns as soon as the jobs are done
 ENV_JOB = """\
 import json, os, sys, time
 from pathlib import Path

@@ -15,7 +15,7 @@ from agent.executors.lsf import LsfExecutor, LsfJobState, SchedulerCommandError,
 from agent.executors.slurm import SlurmExecutor
 from helpers.executor_harness import fake_control, fast_settings, make_job, runs, wait_started
 
-WAIT_S = 20.0
+WAIT_S = 120.0  # bounds a hang only: ex.wait returns as soon as the jobs are done
 RESOURCES = {"gpus_per_job": 1, "cpus_per_task": 4, "mem_gb": 16, "time_min": 30, "setup": ["export SLOT_TAG=setup"]}
 
 

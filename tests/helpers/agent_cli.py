@@ -43,7 +43,7 @@ def run_agent(
     iterations: int = 8,
     env: dict[str, str] | None = None,
     fake_slot: bool = True,
-    timeout: float = 300,
+    timeout: float = 900,  # bounds a hang only (a loaded 2-core machine runs the tiny run in under a minute)
 ) -> subprocess.CompletedProcess[str]:
     """One controller invocation; the offline policy and (by default) the fast fake slot."""
     cmd = agent_command(run_dir, *extra, iterations=iterations, fake_slot=fake_slot)

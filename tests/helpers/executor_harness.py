@@ -122,7 +122,7 @@ def runs(job_or_handle: SlotJob | JobHandle) -> list[str]:
     return [ln for ln in path.read_text().splitlines() if not ln.startswith("end")] if path.exists() else []
 
 
-def wait_started(handle: JobHandle, executor: Executor, timeout_s: float = 15.0) -> None:
+def wait_started(handle: JobHandle, executor: Executor, timeout_s: float = 120.0) -> None:
     """Poll (which also advances a local queue) until the job script has started."""
     deadline = time.monotonic() + timeout_s
     while not runs(handle):

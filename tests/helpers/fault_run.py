@@ -153,7 +153,7 @@ class LockHolder:
     def __exit__(self, *exc: object) -> None:
         assert self.proc.stdin is not None
         self.proc.stdin.close()
-        self.proc.wait(timeout=30)
+        self.proc.wait(timeout=120)
 
 
 # ---------------------------------------------------------------------------------------------- folders

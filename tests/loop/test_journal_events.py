@@ -224,3 +224,23 @@ def test_folding_a_journal_in_two_parts_gives_the_state_of_the_whole(v1_journal:
     whole = RunState.from_events(events, n_slots=2)
     for cut in range(len(events) + 1):
         assert RunState.from_events(events[:cut], n_slots=2).fold(events[cut:]) == whole
+
+
+def test_ctrl_c_during_an_append_keeps_the_event(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGINT in the fsync: the event is counted, Ctrl-C comes after, the next append keeps it."""
+    import os
+    import signal
+
+    journal = Journal(tmp_path)
+    real_fsync = os.fsync
+
+    def fsync_then_ctrl_c(fd: int) -> None:
+        real_fsync(fd)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(os, "fsync", fsync_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        journal.append(_start())
+    monkeypatch.undo()
+    journal.append(Interrupted(cancelled_jobs=1))
+    assert [type(e).__name__ for e in Journal(tmp_path).events] == ["RunStarted", "Interrupted"]

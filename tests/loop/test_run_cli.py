@@ -23,7 +23,7 @@ def _agent(*args: str, env: dict[str, str] | None = None):
         env=full_env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
     )
 
 
@@ -184,3 +184,67 @@ def test_the_python_m_forms_of_status_and_report_keep_working(reference_run: Pat
     assert status.returncode == 0 and "8/8" in status.stdout
     report = subprocess.run([sys.executable, "-m", "agent.report", "--help"], capture_output=True, text=True, cwd=REPO)
     assert report.returncode == 0 and report.stdout.startswith("usage: python -m agent.report")
+
+
+# ------------------------------------------------------------------ bad --run-dir and --iterations values
+
+
+def _run_main(capsys: pytest.CaptureFixture[str], run_dir: Path, iterations: str = "4") -> tuple[int, list[str]]:
+    """``agent.run.main`` on the tiny config with the offline policy: its exit code and its stderr lines."""
+    from agent.run import main
+
+    argv = ["--instructions", INSTRUCTIONS, "--config", "configs/flyvis_tiny.yaml", "--llm", "offline"]
+    code = main([*argv, "--run-dir", str(run_dir), "--iterations", iterations])
+    return code, capsys.readouterr().err.strip().splitlines()
+
+
+def test_run_dir_naming_a_file_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine\n")
+    for run_dir in (a_file, a_file / "run"):
+        code, lines = _run_main(capsys, run_dir)
+        assert code == 2 and len(lines) == 1 and "is a file, not a directory" in lines[0], lines
+    assert a_file.read_text() == "mine\n" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_run_dir_that_cannot_be_created_is_one_line_and_exit_5(capsys: pytest.CaptureFixture[str]) -> None:
+    code, lines = _run_main(capsys, Path("/proc/nope/x"))
+    assert code == 5 and len(lines) == 1 and "cannot create the run directory" in lines[0], lines
+    assert not Path("/proc/nope").exists()
+
+
+def test_run_dir_failing_part_way_is_one_line_and_leaves_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failure after the folders were made (here: copying the config) removes the folders it made."""
+    import agent.run as agent_run
+
+    def no_space(*_: object, **__: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(agent_run.shutil, "copyfile", no_space)
+    code, lines = _run_main(capsys, tmp_path / "new" / "run")
+    assert code == 5 and lines == [f"error: {tmp_path / 'new' / 'run'}: cannot create the run directory: No space "
+                                   "left on device"]  # fmt: skip
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_iterations_not_a_multiple_of_the_batch_size_are_refused_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for iterations, either in (("3", "pass 4"), ("6", "pass 4 or 8")):
+        code, lines = _run_main(capsys, tmp_path / "run", iterations)
+        assert code == 2 and len(lines) == 1, lines
+        assert f"--iterations {iterations} is not a multiple of the batch size 4" in lines[0] and either in lines[0]
+    assert not (tmp_path / "run").exists()
+
+
+def test_bad_run_dir_through_the_console_script_is_one_line(tmp_path: Path) -> None:
+    a_file = tmp_path / "taken"
+    a_file.touch()
+    proc = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "run", "--instructions", INSTRUCTIONS, "--config",
+         "configs/flyvis_tiny.yaml", "--llm", "offline", "--run-dir", str(a_file)],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr

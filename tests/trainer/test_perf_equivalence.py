@@ -21,15 +21,23 @@ from trainer.model import FlyVisGNN, _FusedMLP, make_mlp, mlp_apply
 from trainer.schedule import apply_lrs, build_optimizer, iterations_per_epoch, phase_lrs
 from trainer.train import FrameSampler, build_model, build_probe, evaluate, make_loss_fn, train
 
+pytestmark = pytest.mark.numerics  # make test-cpus runs them under each torch CPU kernel set
+
 CPU = torch.device("cpu")
 REPO = Path(__file__).resolve().parents[2]
 RUN_ITERATIONS = 500
 # |loss_new - loss_old| / loss_old of the float32 run: rounding differences (op order, oneDNN vs MKL, fused Adam)
-# grow as Adam amplifies them; measured (extent 1, seed 42, standard schedule) 1.7e-5 over the first 50
-# iterations and 2.5e-3 at most over 500; the final metrics differed by 0.017 at most (test_pearson).
-EARLY_ITERATIONS, EARLY_RTOL = 50, 1e-4
-LOSS_RTOL = 1e-2
-METRIC_ATOL = 0.03  # final R2 / accuracy / Pearson of the float32 run
+# grow as Adam amplifies them, and how far depends on torch's CPU kernels. Measured (extent 1, seed 42, standard
+# schedule; AMD EPYC with AVX-512, torch 2.13; ATEN_CPU_CAPABILITY and torch.set_num_threads set per run, the
+# test's own code run by a script): over the first 50 iterations 6.0e-7 (default kernels, 1 and 2 threads),
+# 1.2e-5 (AVX2, 1 thread), and 5.95e-4 under AVX2 and AVX-512 in pytest (issue 20, data generated at 2 threads),
+# against 1e-4 before; over all 500 iterations 3.0e-3 (default, 1 and 2 threads) and 2.0e-3 (AVX2). The bounds
+# are about 8x the largest: a wrong gradient or sampler differs by far more (order 1 within a few iterations).
+EARLY_ITERATIONS, EARLY_RTOL = 50, 5e-3
+LOSS_RTOL = 2e-2
+# final R2 / accuracy / Pearson of the float32 run: measured differences 0.011 at most (cluster_accuracy, 5 of
+# 443 neurons, default kernels; 0.0045 with 2 threads), 0.0045 at most under AVX2 (test_pearson); 4x margin.
+METRIC_ATOL = 0.05
 
 
 def _graph_model(n_layers: int = 3) -> GraphModelConfig:
@@ -187,6 +195,7 @@ def test_fixed_seed_run_matches_the_previous_version(tiny: tuple[ExperimentConfi
     probe = build_probe(data, CPU)
     result = train(new_model, data, cfg.training, probe, progress=False)
     assert new_model.edge_mode == "sparse"
+    assert np.isfinite(result.losses).all() and np.isfinite(old_losses).all()
     rel = np.abs(result.losses - old_losses) / np.abs(old_losses)
     assert rel[:EARLY_ITERATIONS].max() < EARLY_RTOL, rel[:EARLY_ITERATIONS].max()
     print(f"loss rel diff: first {EARLY_ITERATIONS} {rel[:EARLY_ITERATIONS].max():.2e}, all {rel.max():.2e}")

@@ -101,6 +101,7 @@ def test_r2_async_decides_which_thread_scores_the_checkpoints(
     assert threads == [on_main_thread] * (2 * len(r2_checkpoints(20)))
 
 
+@pytest.mark.numerics
 def test_background_checkpoints_write_the_in_loop_log(
     synth: Dataset, two_epochs: ExperimentConfig, tmp_path: Path
 ) -> None:

@@ -38,6 +38,7 @@ def _compiled_graphs() -> int:
     return counters["stats"]["unique_graphs"]
 
 
+@pytest.mark.numerics
 @pytest.mark.usefixtures("fresh_dynamo")
 def test_compiled_loss_compiles_once_for_every_epoch_and_gives_the_eager_loss(
     synth: Dataset, annealed_cfg: ExperimentConfig

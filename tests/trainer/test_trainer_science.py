@@ -14,6 +14,7 @@ from trainer.train import build_model, build_probe, train
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.numerics
 def test_short_training_at_extent_1_reaches_a_conn_r2_floor(tmp_path: Path, checkpoint_dir: Path) -> None:
     generate = pytest.importorskip("simulator.generate")
     cfg = load_experiment(REPO / "configs" / "flyvis_tiny.yaml")

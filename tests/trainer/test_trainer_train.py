@@ -25,6 +25,7 @@ def _fit(cfg: ExperimentConfig, data: Dataset, tmp_path: Path | None = None):
     return model, probe, train(model, data, cfg.training, probe, r2_log=log, progress=False)
 
 
+@pytest.mark.numerics
 def test_training_lowers_the_loss_on_synthetic_data(synth: Dataset, small_cfg: ExperimentConfig) -> None:
     small_cfg.training.n_iterations = 600
     _, _, result = _fit(small_cfg, synth)
@@ -78,6 +79,7 @@ def test_nan_in_the_data_stops_training_with_the_iteration(
         _fit(small_cfg, read_dataset(bad))
 
 
+@pytest.mark.numerics
 def test_evaluate_gives_finite_metrics_after_training(synth: Dataset, small_cfg: ExperimentConfig) -> None:
     model, probe, result = _fit(small_cfg, synth)
     m = evaluate(model, synth, small_cfg, probe, result.seconds).metrics
