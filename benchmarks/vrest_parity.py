@@ -10,7 +10,8 @@ extrapolate over) against its V_rest error after training (``trainer.diagnostics
         --at 20000 40000 --work DIR --json OUT.json [--set simulation.stimulus=natural ...]
     python benchmarks/vrest_parity.py table OUT1.json OUT2.json ...   # mean +- std per (factor, length)
 
-Each ``run`` prints one JSON line per checkpoint as it goes and writes ``--json`` atomically at the end.
+Each ``run`` prints one JSON line per checkpoint and rewrites ``--json`` atomically after each one (a stopped run keeps
+the points it reached); the final metrics, the per-type diagnostic and the learned V_rest are added at the end.
 """
 
 from __future__ import annotations
@@ -60,6 +61,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     model = build_model(cfg, data, device)
     probe = build_probe(data, device)
     trajectory: list[dict[str, Any]] = []
+    record: dict[str, Any] = {
+        "seed": args.seed,
+        "overrides": {k: v for k, v in overrides.items() if k != "simulation.ground_truth"},
+        "ground_truth": "checkpoint" if args.ground_truth else "synthetic",
+        "iterations": args.iterations,
+        "trajectory": trajectory,
+        "final": None,
+    }
 
     def on_recovered(row, rec) -> None:
         point = {
@@ -70,6 +79,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         }
         trajectory.append(point)
         print(json.dumps(point), flush=True)
+        atomic_write_text(Path(args.json), json.dumps(record, indent=1) + "\n")  # a stopped run keeps its points
 
     t0 = time.perf_counter()
     result = train(
@@ -78,20 +88,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     )  # fmt: skip
     ev = evaluate(model, data, cfg, probe, result.seconds, result.recovered)
     lever = vrest_lever_by_type(data, ev.recovered.V_rest)
-    out = {
-        "seed": args.seed,
-        "overrides": {k: v for k, v in overrides.items() if k != "simulation.ground_truth"},
-        "ground_truth": "checkpoint" if args.ground_truth else "synthetic",
-        "iterations": args.iterations,
-        "wall_s": time.perf_counter() - t0,
-        "ms_per_iteration": 1000.0 * result.seconds / args.iterations,
-        "trajectory": trajectory,
-        "final": ev.metrics.model_dump(mode="json"),
-        "per_type": lever.as_records(),
-        "lever_error_spearman": lever.spearman(),
-    }
-    atomic_write_text(Path(args.json), json.dumps(out, indent=1) + "\n")
-    return out
+    record.update(
+        wall_s=time.perf_counter() - t0,
+        ms_per_iteration=1000.0 * result.seconds / args.iterations,
+        final=ev.metrics.model_dump(mode="json"),
+        per_type=lever.as_records(),
+        lever_error_spearman=lever.spearman(),
+        V_rest_learned=[round(float(x), 6) for x in ev.recovered.V_rest],
+    )
+    atomic_write_text(Path(args.json), json.dumps(record, indent=1) + "\n")
+    return record
 
 
 def table(paths: list[Path], lengths: list[int]) -> str:
