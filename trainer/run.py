@@ -59,7 +59,7 @@ def trace_strip(data: Dataset, dt: float) -> plots.TraceStrip:
     )
     return plots.TraceStrip(
         names=list(neurons),
-        voltage=np.asarray(data.train.voltage[:t_n][:, idx], dtype=np.float64),
+        voltage=np.asarray(data.train.voltage[:t_n, idx], dtype=np.float64),
         v_rest=np.asarray(data.V_rest, dtype=np.float64)[idx],
         stimulus=np.asarray(data.train.stimulus[:t_n, column], dtype=np.float64),
         dt=dt,

@@ -76,16 +76,17 @@ def phase_spans(niter: int, cfg: TrainingConfig) -> list[PhaseSpan]:
         joint = round(cfg.alternate_joint_ratio * niter)
         pieces: list[PhaseSpan] = [(0, joint, "W"), (joint, niter, "V_rest")]
     else:
-        n_alt = min(cfg.n_alternations, niter)
+        n_alt = max(1, min(cfg.n_alternations, niter))
+        length = niter // n_alt
+        w_len = int(length * (1 - cfg.alternate_vrest_ratio))
+        w_first = cfg.alternate_first_phase == "W"
+        first: Phase = "W" if w_first else "V_rest"
+        second: Phase = "V_rest" if w_first else "W"
+        first_len = w_len if w_first else length - w_len
         pieces = []
-        for cycle in range(n_alt):
-            # the iterations _cyclic_phase assigns to the cycle, and the start and length it measures them from
-            first, stop = -(-cycle * niter // n_alt), niter if cycle == n_alt - 1 else -(-(cycle + 1) * niter // n_alt)
-            start, end = cycle * niter // n_alt, (cycle + 1) * niter // n_alt
-            w_len = round((end - start) * (1.0 - cfg.alternate_vrest_ratio))
-            lead, trail = ("W", "V_rest") if cfg.alternate_first_phase == "W" else ("V_rest", "W")
-            switch = min(max(start + w_len if lead == "W" else end - w_len, first), stop)
-            pieces += [(first, switch, lead), (switch, stop, trail)]
+        for cycle in range(n_alt):  # the last cycle's second phase keeps the niter % n_alt left over
+            start, end = cycle * length, niter if cycle == n_alt - 1 else (cycle + 1) * length
+            pieces += [(start, start + first_len, first), (start + first_len, end, second)]
     spans: list[PhaseSpan] = []
     for start, end, phase in pieces:
         if end <= start:
