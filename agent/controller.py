@@ -50,7 +50,7 @@ from agent.run_state import RunState
 from agent.views.live import LiveView
 from agent.views.plots import plot_block_tree
 from experiment.exploration import Seeds, SlotResult, block_of, block_range, digest_trajectory
-from experiment.records import ACTIVITY_PNG, R2_LOG, SLOT_IMAGES, RecordError, read_metrics, read_r2_log
+from experiment.records import R2_LOG, SLOT_IMAGES, RecordError, read_metrics, read_r2_log
 
 LIVE_TICK_S = 5.0  # how often the live view refreshes while slots train
 MAX_IMAGE_BYTES = 5 * 1024 * 1024  # a larger slot image is left out of the prompt (the API's per-image limit)
@@ -290,18 +290,13 @@ class Controller:
             return prompt, []
         results = self.results()
         batch_results = sorted((r for r in results if r.batch == batch), key=lambda r: r.slot)
-        shown = [
-            r
-            for r in batch_results
-            if r.status == "completed" and self._image_fits(self.files.slot_dir(r.iteration, r.slot) / ACTIVITY_PNG)
-        ]
-        kinds = ["activity", *self.claude.extra_images]  # extra images only where the slot wrote them
-        attached = [
-            (r, kind)
-            for r in shown
-            for kind in kinds
-            if kind == "activity" or self._image_fits(self.files.slot_dir(r.iteration, r.slot) / SLOT_IMAGES[kind])
-        ]
+        attached = []  # each completed slot's main image, then the extra images the slot wrote
+        for r in batch_results:
+            main = self._main_image(r.iteration, r.slot) if r.status == "completed" else None
+            if main is not None:
+                folder = self.files.slot_dir(r.iteration, r.slot)
+                extra = [k for k in self.claude.extra_images if k != main and self._image_fits(folder / SLOT_IMAGES[k])]
+                attached += [(r, kind) for kind in (main, *extra)]
         images = [
             ImageInput(
                 path=self.files.slot_dir(r.iteration, r.slot) / SLOT_IMAGES[kind],
@@ -327,6 +322,12 @@ class Controller:
             )
         )
         return prompt, images
+
+    def _main_image(self, iteration: int, slot: int) -> str | None:
+        """The kind of the slot's main image: ``claude.slot_image``, else activity.png; None when neither fits."""
+        kinds = dict.fromkeys([self.claude.slot_image, "activity"])
+        folder = self.files.slot_dir(iteration, slot)
+        return next((kind for kind in kinds if self._image_fits(folder / SLOT_IMAGES[kind])), None)
 
     def _image_fits(self, path: Path) -> bool:
         """An image file exists and is small enough to send; an oversized one is left out, with a log line."""

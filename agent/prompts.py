@@ -29,6 +29,15 @@ METRIC_DIGITS = 4
 
 # What each slot image shows, as the batch prompt states it (keys of experiment.records.SLOT_IMAGES).
 IMAGE_DESCRIPTIONS: dict[str, str] = {
+    "panel": (
+        "the trained slot on one page: top row the embedding a coloured by true cell type, W* (y) against true W "
+        "(x) with edges more than 5 off left out as in connectivity_R2, and conn_R2 at every R2 checkpoint with "
+        "the W-phases shaded blue and the V_rest-phases orange; middle row learned against true tau and V_rest, "
+        "and per cell type the median V_rest error against the median lever arm |mu - V_rest| / sigma of its "
+        "training voltage (far from V_rest = V_rest only by extrapolation); bottom the training data as simulated "
+        "(activity.png's traces: centre neuron of up to 12 types and the photoreceptor input, first 800 frames, "
+        "each lane scaled to the range printed at its right, true V_rest dotted)."
+    ),
     "activity": (
         "the slot's training data as simulated, before any training: the voltage of the centre neuron of up to "
         "12 cell types and the photoreceptor input over the first 800 frames. It depends only on the simulation "
@@ -248,7 +257,7 @@ class BatchPromptInput(BaseModel):
     memory_text: str
     user_input: str | None = None
     image_slots: list[int] | None = Field(
-        None, description="slots whose activity.png is attached, in attachment order (default: completed slots)"
+        None, description="slots whose panel.png is attached, in attachment order (default: completed slots)"
     )
     attached: list[tuple[int, str]] | None = Field(
         None, description="(slot, image kind) in attachment order; overrides image_slots (kinds: SLOT_IMAGES)"
@@ -299,7 +308,7 @@ def _images_text(ctx: BatchPromptInput, batch: list[SlotResult]) -> str:
         attached = ctx.attached
     else:
         slots = ctx.image_slots if ctx.image_slots is not None else [r.slot for r in batch if r.status == "completed"]
-        attached = [(s, "activity") for s in slots]
+        attached = [(s, "panel") for s in slots]
     if not attached:
         return "No images attached."
     lines = ["Attached images, in order:"]

@@ -303,7 +303,7 @@ def checkpoint_cost(args: argparse.Namespace) -> None:
         generate_dataset(cfg.simulation, data_dir, device=args.device, overwrite=True)
     data, device = read_dataset(data_dir), torch.device(args.device)
     probe = train_mod.build_probe(data, device)
-    n_ckpt = len(train_mod.r2_checkpoints(cfg.training.n_iterations)) * cfg.training.n_epochs
+    n_ckpt = len(train_mod.r2_checkpoints(cfg.training.n_iterations, cfg.training)) * cfg.training.n_epochs
     modes = {"none": None, "loop": "off", "background": "on", "loop2": "off"}
     ms: dict[str, list[float]] = {m: [] for m in modes}
     r2: dict[str, list[float]] = {}
@@ -313,7 +313,7 @@ def checkpoint_cost(args: argparse.Namespace) -> None:
             c.training.r2_async = r2_async or "off"
             c.training.compile = args.compile
             model = train_mod.build_model(c, data, device)
-            no_checkpoints = mock.patch.object(train_mod, "r2_checkpoints", lambda niter: [])
+            no_checkpoints = mock.patch.object(train_mod, "r2_checkpoints", lambda niter, cfg=None: [])
             with no_checkpoints if r2_async is None else contextlib.nullcontext():
                 result = train_mod.train(model, data, c.training, probe, progress=False)
             ms[mode].append(1e3 * result.seconds / len(result.losses))

@@ -178,9 +178,15 @@ class ClaudeConfig(_Section):
     ucb_reward: Literal["node", "replicate_mean"] = Field(
         "node", description="UCB reward: the node's conn_R2, or the mean over runs of its config"
     )
-    extra_images: list[Literal["w_scatter", "rollout"]] = Field(
+    slot_image: Literal["panel", "activity"] = Field(
+        "panel",
+        description="the image sent per completed slot: panel.png (model and data on one page) or activity.png "
+        "(the data only); both 1000 x 800 px, ~1,067 tokens",
+    )
+    extra_images: list[Literal["activity", "w_scatter", "rollout"]] = Field(
         default_factory=list,
-        description="slot images sent besides activity.png: W* vs W scatter, test rollout (~440 tokens each)",
+        description="slot images sent besides slot_image: activity.png (~1,067 tokens), W* vs W scatter, test "
+        "rollout (~444 tokens each)",
     )
 
     @model_validator(mode="after")

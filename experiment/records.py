@@ -25,9 +25,11 @@ R2_LOG = "connectivity_r2.log"
 ACTIVITY_PNG = "activity.png"
 W_SCATTER_PNG = "W_corrected.png"
 ROLLOUT_PNG = "rollout.png"
+PANEL_PNG = "panel.png"
+VREST_LEVER_PNG = "V_rest_lever.png"
 SLOT_LOG = "slot.log"
-# Images the LLM may be shown, by the name ``claude.extra_images`` uses (activity is always attached).
-SLOT_IMAGES = {"activity": ACTIVITY_PNG, "w_scatter": W_SCATTER_PNG, "rollout": ROLLOUT_PNG}
+# Images the LLM may be shown, by the name ``claude.slot_image`` and ``claude.extra_images`` use.
+SLOT_IMAGES = {"panel": PANEL_PNG, "activity": ACTIVITY_PNG, "w_scatter": W_SCATTER_PNG, "rollout": ROLLOUT_PNG}
 
 _Record = TypeVar("_Record", bound=BaseModel)
 

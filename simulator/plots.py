@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +14,13 @@ TRACE_TYPES = ("R1", "L1", "L2", "L4", "Mi1", "Mi9", "Tm3", "Tm9", "T4a", "T5a",
 MAX_FRAMES = 800
 
 
-def centre_neurons(type_names: list[str], types: np.ndarray, positions: np.ndarray) -> dict[str, int]:
-    """Index of the neuron closest to the lattice centre for each type of TRACE_TYPES present."""
+def centre_neurons(
+    type_names: list[str], types: np.ndarray, positions: np.ndarray, wanted: Sequence[str] = TRACE_TYPES
+) -> dict[str, int]:
+    """Index of the neuron closest to the lattice centre for each type of ``wanted`` present."""
     dist = np.abs(positions).sum(1)
     out = {}
-    for name in TRACE_TYPES:
+    for name in wanted:
         if name in type_names:
             idx = np.flatnonzero(types == type_names.index(name))
             if len(idx):

@@ -47,8 +47,13 @@ class VrestLever:
 
 def lever_arms(voltage: np.ndarray, v_rest: np.ndarray) -> np.ndarray:
     """``|mu_i - V_rest_i| / sigma_i`` per neuron over every frame of ``voltage`` (T, N), memory-mapped or not."""
-    mu, sigma = activity_stats(voltage)
-    return np.abs(mu.astype(np.float64) - v_rest) / np.maximum(sigma.astype(np.float64), SIGMA_FLOOR)
+    return lever_from_stats(*activity_stats(voltage), v_rest)
+
+
+def lever_from_stats(mu: np.ndarray, sigma: np.ndarray, v_rest: np.ndarray) -> np.ndarray:
+    """``|mu_i - V_rest_i| / sigma_i`` from the per-neuron voltage mean and std (``trainer.metrics.activity_stats``)."""
+    mu, sigma = np.asarray(mu, dtype=np.float64), np.asarray(sigma, dtype=np.float64)
+    return np.abs(mu - v_rest) / np.maximum(sigma, SIGMA_FLOOR)
 
 
 def group_median(values: np.ndarray, types: np.ndarray, n_types: int) -> np.ndarray:
@@ -59,12 +64,18 @@ def group_median(values: np.ndarray, types: np.ndarray, n_types: int) -> np.ndar
     return np.array([np.median(sorted_values[a:b]) if b > a else np.nan for a, b in pairwise(bounds)])
 
 
-def vrest_lever_by_type(data: Any, v_rest_learned: np.ndarray) -> VrestLever:
-    """The diagnostic for a dataset (``trainer.data.Dataset``) and the V_rest a model recovered on it."""
+def vrest_lever_by_type(
+    data: Any, v_rest_learned: np.ndarray, stats: tuple[np.ndarray, np.ndarray] | None = None
+) -> VrestLever:
+    """The diagnostic for a dataset (``trainer.data.Dataset``) and the V_rest a model recovered on it.
+
+    ``stats``: the training voltage's per-neuron (mu, sigma) when already known (``Probe.mu``, ``Probe.sigma``),
+    else computed from ``data.train.voltage``.
+    """
     v_true = np.asarray(data.V_rest, dtype=np.float64)
     types = np.asarray(data.types, dtype=np.int64)
     n_types = len(data.type_names)
-    lever = lever_arms(data.train.voltage, v_true)
+    lever = lever_arms(data.train.voltage, v_true) if stats is None else lever_from_stats(*stats, v_true)
     error = np.abs(np.asarray(v_rest_learned, dtype=np.float64) - v_true)
     return VrestLever(
         type_names=list(data.type_names),

@@ -6,8 +6,10 @@ place on the optimiser's param groups (Adam state is kept across phase switches)
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
+import numpy as np
 import torch
 
 from experiment.config import TrainingConfig
@@ -23,12 +25,77 @@ def iterations_per_epoch(cfg: TrainingConfig, n_frames: int) -> int:
     return max(1, int(n_frames * cfg.data_augmentation_loop // cfg.batch_size * 0.2))
 
 
-def r2_checkpoints(niter: int) -> list[int]:
-    """Completed-iteration counts at which conn_R2 is logged: Niter/50 x {1..4}, then every Niter/10."""
+MIN_CHECKPOINTS_PER_PHASE = 3
+
+PhaseSpan = tuple[int, int, Phase]
+
+
+def reference_checkpoints(niter: int) -> list[int]:
+    """Niter/50 x {1..4}, then every Niter/10 (the reference logs every Niter // 10)."""
     early = {max(1, niter // 50) * k for k in range(1, 5)}
     step = max(1, niter // 10)
     late = set(range(step, niter + 1, step)) | {niter}
     return sorted(c for c in early | late if 1 <= c <= niter)
+
+
+def r2_checkpoints(niter: int, cfg: TrainingConfig | None = None) -> list[int]:
+    """Completed-iteration counts at which conn_R2 is logged: ``reference_checkpoints`` plus, with ``cfg``,
+    enough points inside every phase span of the epoch that each has ``MIN_CHECKPOINTS_PER_PHASE`` (or one per
+    iteration when shorter), chosen from the span's end and its thirds.
+
+    A checkpoint ``c`` scores the parameters after iteration ``c - 1`` and carries that iteration's phase, so
+    the span ``[start, end)`` owns the checkpoints ``start < c <= end``.
+    """
+    points = set(reference_checkpoints(niter))
+    if cfg is None:
+        return sorted(points)
+    k = MIN_CHECKPOINTS_PER_PHASE
+    for start, end, _ in phase_spans(niter, cfg):
+        have = np.asarray(sorted(points))
+        inside = int(np.searchsorted(have, end, "right") - np.searchsorted(have, start, "right"))
+        length = end - start
+        for c in [end, *(start + math.ceil(j * length / k) for j in range(1, k))]:
+            if inside >= k:
+                break
+            if c not in points:
+                points.add(c)
+                inside += 1
+    return sorted(points)
+
+
+def phase_spans(niter: int, cfg: TrainingConfig) -> list[PhaseSpan]:
+    """The phases of one epoch as ``(start, end, phase)`` runs of iterations ``[start, end)``, in order.
+
+    The schedule of ``phase_lrs`` computed per cycle instead of per iteration (a test checks the two against each
+    other iteration by iteration): standard training is one ``-`` span, two-stage a ``W`` and a ``V_rest`` span,
+    cyclic at most two per cycle (adjacent spans of one phase merge).
+    """
+    if not cfg.alternate_training:
+        return [(0, niter, "-")]
+    if cfg.alternate_schedule == "two_stage":
+        joint = round(cfg.alternate_joint_ratio * niter)
+        pieces: list[PhaseSpan] = [(0, joint, "W"), (joint, niter, "V_rest")]
+    else:
+        n_alt = max(1, min(cfg.n_alternations, niter))
+        length = niter // n_alt
+        w_len = int(length * (1 - cfg.alternate_vrest_ratio))
+        w_first = cfg.alternate_first_phase == "W"
+        first: Phase = "W" if w_first else "V_rest"
+        second: Phase = "V_rest" if w_first else "W"
+        first_len = w_len if w_first else length - w_len
+        pieces = []
+        for cycle in range(n_alt):  # the last cycle's second phase keeps the niter % n_alt left over
+            start, end = cycle * length, niter if cycle == n_alt - 1 else (cycle + 1) * length
+            pieces += [(start, start + first_len, first), (start + first_len, end, second)]
+    spans: list[PhaseSpan] = []
+    for start, end, phase in pieces:
+        if end <= start:
+            continue
+        if spans and spans[-1][2] == phase:
+            spans[-1] = (spans[-1][0], end, phase)
+        else:
+            spans.append((start, end, phase))
+    return spans
 
 
 def base_lrs(cfg: TrainingConfig) -> dict[str, float]:

@@ -355,7 +355,7 @@ def train(
     device = model.W.device
     niter = iterations_per_epoch(cfg, data.train.n_frames)
     total = niter * cfg.n_epochs
-    checkpoints = set(r2_checkpoints(niter)) | {c for c in extra_checkpoints if 1 <= c <= niter}
+    checkpoints = set(r2_checkpoints(niter, cfg)) | {c for c in extra_checkpoints if 1 <= c <= niter}
     xnorm = 1.5 * global_voltage_std(data.train.voltage)
     rollout = rollout_plan(cfg, data, niter, device)
     sampler = FrameSampler(

@@ -124,11 +124,17 @@ def test_batch_prompt_carries_the_current_memory_text():
 
 def test_batch_prompt_names_images_in_attachment_order():
     text = render_batch_prompt(_batch_ctx(13, 16, image_slots=[3, 0]))
-    assert "1. slot 3 (iteration 16): activity.png\n2. slot 0 (iteration 13): activity.png" in text
+    assert "1. slot 3 (iteration 16): panel.png\n2. slot 0 (iteration 13): panel.png" in text
+
+
+def test_batch_prompt_describes_the_panel_as_the_source_of_the_embedding_line():
+    text = render_batch_prompt(_batch_ctx(13, 16, image_slots=[0]))
+    assert "- panel.png: the trained slot on one page: top row the embedding a coloured by true cell type" in text
+    assert "activity.png:" not in text
 
 
 def test_batch_prompt_describes_the_activity_image_as_data_not_model_output():
-    text = render_batch_prompt(_batch_ctx(13, 16, image_slots=[0]))
+    text = render_batch_prompt(_batch_ctx(13, 16, attached=[(0, "activity")]))
     assert "activity.png: the slot's training data as simulated, before any training" in text
     assert "shows nothing about the trained model" in text
     assert "true vs simulated" not in text

@@ -71,6 +71,8 @@ def main() -> int:
         rows.append(R2Row(epoch=0, iteration=k * 100, connectivity_r2=round(conn * k / n, 6), phase=phase))
     (args.out / "connectivity_r2.log").write_text(R2_HEADER + "\n" + "".join(format_r2_row(r) for r in rows))
     tiny_png(args.out / "activity.png")
+    if not os.environ.get("FAKE_SLOT_NO_PANEL"):  # a slot of an older run: activity.png only
+        tiny_png(args.out / "panel.png")
     write_metrics(
         args.out,
         Metrics(

@@ -1,4 +1,5 @@
-"""``claude.extra_images``: the controller attaches the chosen slot images and the prompt says what each shows."""
+"""``claude.slot_image`` and ``claude.extra_images``: the controller attaches the chosen slot images and the prompt
+says what each shows."""
 
 from __future__ import annotations
 
@@ -30,50 +31,69 @@ def _batch_record(run_dir: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def _config(tmp_path: Path, extra: list[str] | None) -> Path:
+def _config(tmp_path: Path, extra: list[str] | None, slot_image: str | None = None) -> Path:
     data = roundtrip_load(TINY.read_text(encoding="utf-8"), str(TINY))
     if extra is not None:
         data["claude"]["extra_images"] = extra
+    if slot_image is not None:
+        data["claude"]["slot_image"] = slot_image
     path = tmp_path / "tiny_images.yaml"
     path.write_text(roundtrip_dump(data), encoding="utf-8")
     return path
 
 
-def _run(tmp_path: Path, extra: list[str] | None) -> dict:
+def _run(
+    tmp_path: Path, extra: list[str] | None, slot_image: str | None = None, env: dict[str, str] | None = None
+) -> dict:
     wrapper = tmp_path / "slot_with_w_scatter.py"
     wrapper.write_text(WRAPPER, encoding="utf-8")
     run_dir = tmp_path / "run"
-    cmd = ["--config", str(_config(tmp_path, extra)), "--slot-command", f"{sys.executable} {wrapper}"]
-    proc = run_agent(run_dir, *cmd, iterations=4, fake_slot=False)
+    cmd = ["--config", str(_config(tmp_path, extra, slot_image)), "--slot-command", f"{sys.executable} {wrapper}"]
+    proc = run_agent(run_dir, *cmd, iterations=4, fake_slot=False, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return _batch_record(run_dir)
 
 
-def test_extra_images_are_attached_after_each_slots_activity_and_described(tmp_path: Path) -> None:
+def test_extra_images_are_attached_after_each_slots_panel_and_described(tmp_path: Path) -> None:
     record = _run(tmp_path, ["w_scatter", "rollout"])
     labels = [im["label"] for im in record["images"]]
     assert labels[:4] == [
-        "slot 0 (iteration 1) activity",
+        "slot 0 (iteration 1) panel",
         "slot 0 (iteration 1) w_scatter",
-        "slot 1 (iteration 2) activity",
+        "slot 1 (iteration 2) panel",
         "slot 1 (iteration 2) w_scatter",
     ]
     assert len(labels) == 8  # rollout.png was not written, so it is neither attached nor named
     prompt = record["prompt"]
-    assert "1. slot 0 (iteration 1): activity.png\n2. slot 0 (iteration 1): W_corrected.png\n" in prompt
+    assert "1. slot 0 (iteration 1): panel.png\n2. slot 0 (iteration 1): W_corrected.png\n" in prompt
     assert "- W_corrected.png: the trained model's corrected weights W*" in prompt
     assert "rollout.png" not in prompt
 
 
-def test_by_default_only_the_activity_image_is_attached(tmp_path: Path) -> None:
+def test_by_default_one_panel_per_slot_is_attached(tmp_path: Path) -> None:
     record = _run(tmp_path, None)
+    assert [im["label"].split()[-1] for im in record["images"]] == ["panel"] * 4
+    assert all(im["path"].endswith("/panel.png") for im in record["images"])
+    assert "W_corrected.png" not in record["prompt"] and "activity.png:" not in record["prompt"]
+    assert "- panel.png: the trained slot on one page: top row the embedding" in record["prompt"]
+
+
+def test_slot_image_activity_sends_the_old_image(tmp_path: Path) -> None:
+    record = _run(tmp_path, ["activity"], slot_image="activity")
+    assert [im["label"].split()[-1] for im in record["images"]] == ["activity"] * 4  # listed twice, sent once
+    assert "shows nothing about the trained model" in record["prompt"] and "panel.png" not in record["prompt"]
+
+
+def test_a_slot_without_a_panel_sends_its_activity_image(tmp_path: Path) -> None:
+    record = _run(tmp_path, None, env={"FAKE_SLOT_NO_PANEL": "1"})
     assert [im["label"].split()[-1] for im in record["images"]] == ["activity"] * 4
-    assert "W_corrected.png" not in record["prompt"]
-    assert "shows nothing about the trained model" in record["prompt"]
+    assert "1. slot 0 (iteration 1): activity.png\n" in record["prompt"]
 
 
-def test_extra_images_default_to_none_and_reject_unknown_kinds() -> None:
-    assert ClaudeConfig().extra_images == []
+def test_image_settings_default_to_the_panel_alone_and_reject_unknown_kinds() -> None:
+    assert ClaudeConfig().slot_image == "panel" and ClaudeConfig().extra_images == []
     assert ClaudeConfig(extra_images=["rollout"]).extra_images == ["rollout"]
     with pytest.raises(ValidationError, match="extra_images"):
         ClaudeConfig(extra_images=["movie"])
+    with pytest.raises(ValidationError, match="slot_image"):
+        ClaudeConfig(slot_image="w_scatter")

@@ -57,9 +57,9 @@ def test_final_recovery_is_computed_once_and_gives_the_same_metrics(
     calls = _count_recover(monkeypatch)
     model, probe, result = _run(two_epochs, synth)
     reused = evaluate(model, synth, two_epochs, probe, 0.0, result.recovered).metrics
-    assert len(calls) == 2 * len(r2_checkpoints(20))  # every checkpoint once, evaluate none
+    assert len(calls) == 2 * len(r2_checkpoints(20, two_epochs.training))  # every checkpoint once, evaluate none
     recomputed = evaluate(model, synth, two_epochs, probe, 0.0).metrics
-    assert len(calls) == 2 * len(r2_checkpoints(20)) + 1
+    assert len(calls) == 2 * len(r2_checkpoints(20, two_epochs.training)) + 1
     assert reused == recomputed
 
 
@@ -98,7 +98,7 @@ def test_r2_async_decides_which_thread_scores_the_checkpoints(
     monkeypatch.setattr(Probe, "recover", recover)
     two_epochs.training.r2_async = async_mode
     _run(two_epochs, synth)
-    assert threads == [on_main_thread] * (2 * len(r2_checkpoints(20)))
+    assert threads == [on_main_thread] * (2 * len(r2_checkpoints(20, two_epochs.training)))
 
 
 @pytest.mark.numerics
@@ -111,7 +111,7 @@ def test_background_checkpoints_write_the_in_loop_log(
     _, _, got = _run(two_epochs, synth, tmp_path / "got" / R2_LOG)
     ref_rows, got_rows = read_r2_log(tmp_path / "ref" / R2_LOG), read_r2_log(tmp_path / "got" / R2_LOG)
     assert [(r.epoch, r.iteration, r.phase) for r in got_rows] == [(r.epoch, r.iteration, r.phase) for r in ref_rows]
-    assert len(ref_rows) == 2 * len(r2_checkpoints(20))
+    assert len(ref_rows) == 2 * len(r2_checkpoints(20, two_epochs.training))
     np.testing.assert_allclose([r.connectivity_r2 for r in got.r2_rows], [r.connectivity_r2 for r in ref.r2_rows],
                                rtol=0, atol=1e-9)  # fmt: skip
     assert (tmp_path / "got" / R2_LOG).read_text() == (tmp_path / "ref" / R2_LOG).read_text()
@@ -127,7 +127,7 @@ def test_a_failing_checkpoint_raises_its_error_after_the_rows_before_it(
     two_epochs.training.r2_async = async_mode
     with pytest.raises(RuntimeError, match=r"^checkpoint 3 failed$"):
         _run(two_epochs, synth, tmp_path / R2_LOG)
-    assert [r.iteration for r in read_r2_log(tmp_path / R2_LOG)] == r2_checkpoints(20)[:2]
+    assert [r.iteration for r in read_r2_log(tmp_path / R2_LOG)] == r2_checkpoints(20, two_epochs.training)[:2]
 
 
 @pytest.mark.parametrize(("setting", "device", "expected"), [

@@ -11,14 +11,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
+from experiment.config import load_experiment
 from experiment.records import read_metrics, read_r2_log, read_status
 from trainer import slot
 from trainer.run import main as run_main
 from trainer.run import parser as run_parser
+from trainer.schedule import r2_checkpoints
 
 REPO = Path(__file__).resolve().parents[2]
-IMAGES = ("W_corrected.png", "embedding.png", "tau.png", "V_rest.png", "loss.png", "connectivity_r2.png")
+IMAGES = ("W_corrected.png", "embedding.png", "tau.png", "V_rest.png", "loss.png", "connectivity_r2.png",
+          "V_rest_lever.png", "panel.png")  # fmt: skip
 
 
 def _write_config(tmp_path: Path, **training: object) -> Path:
@@ -40,9 +44,13 @@ def test_slot_cli_on_the_tiny_config_writes_every_output(tmp_path: Path) -> None
     assert status is not None and status.state == "succeeded" and status.exit_code == 0
     assert status.pid and status.host and status.started_at and status.ended_at
     read_metrics(out)
-    assert len(read_r2_log(out / "connectivity_r2.log")) == 14
+    rows = read_r2_log(out / "connectivity_r2.log")
+    training = load_experiment(REPO / "configs" / "flyvis_tiny.yaml").training.model_copy(update={"n_iterations": 60})
+    assert [r.iteration for r in rows] == r2_checkpoints(60, training)  # >= 3 per phase, the reference's among them
     for name in (*IMAGES, "activity.png"):
         assert (out / name).stat().st_size > 1000, name
+    (w, h), (aw, ah) = Image.open(out / "panel.png").size, Image.open(out / "activity.png").size
+    assert w * h <= aw * ah  # the panel costs the LLM no more tokens ((w x h) / 750) than activity.png did
     assert "n_iterations: 60" in (out / "config.yaml").read_text()
 
 

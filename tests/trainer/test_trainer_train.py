@@ -12,7 +12,7 @@ import torch
 from experiment.config import ExperimentConfig
 from experiment.records import read_r2_log
 from trainer.data import Dataset, read_dataset
-from trainer.schedule import phase_lrs
+from trainer.schedule import MIN_CHECKPOINTS_PER_PHASE, phase_lrs, r2_checkpoints, reference_checkpoints
 from trainer.train import TrainingFailed, build_model, build_probe, evaluate, train
 
 CPU = torch.device("cpu")
@@ -57,8 +57,11 @@ def test_alternating_run_writes_phase_tagged_r2_rows(
     t.alternate_training, t.n_alternations, t.n_iterations = True, 2, 100
     _fit(small_cfg, synth, tmp_path)
     rows = read_r2_log(tmp_path / "connectivity_r2.log")
-    assert [r.iteration for r in rows] == [2, 4, 6, 8, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100]
-    assert [r.phase for r in rows if r.iteration in (10, 30, 60, 80)] == ["W", "V_rest", "W", "V_rest"]
+    assert [r.iteration for r in rows] == r2_checkpoints(100, t)
+    assert set(reference_checkpoints(100)) < {r.iteration for r in rows}  # the second W-phase needed one more
+    assert [r.phase for r in rows] == [phase_lrs(r.iteration - 1, 100, t)[0] for r in rows]
+    for start, end, phase in [(0, 25, "W"), (25, 50, "V_rest"), (50, 75, "W"), (75, 100, "V_rest")]:
+        assert sum(start < r.iteration <= end and r.phase == phase for r in rows) >= MIN_CHECKPOINTS_PER_PHASE
 
 
 def test_standard_run_tags_rows_with_a_dash(synth: Dataset, small_cfg: ExperimentConfig, tmp_path: Path) -> None:
