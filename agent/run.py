@@ -43,6 +43,7 @@ from agent.prompts import Instructions, PromptError, load_instructions
 from agent.run_files import RunFiles
 from agent.run_state import RunState
 from experiment.config import ConfigError, ExperimentConfig, load_experiment
+from experiment.networks import NetworkNotFound, find_network
 from experiment.records import utc_now
 from experiment.yaml_io import YamlError
 
@@ -108,12 +109,9 @@ def check_machine(config: ExperimentConfig, source: Path) -> None:
     if sim.stimulus == "davis" and not (sim.davis_root or os.environ.get("DAVIS_ROOT")):
         problems.append("a DAVIS folder (set simulation.davis_root or DAVIS_ROOT)")
     if sim.ground_truth.startswith("flyvis:"):
-        from simulator.errors import SimulatorError
-        from simulator.ground_truth import resolve_checkpoint_dir
-
         try:
-            resolve_checkpoint_dir(sim.ground_truth)
-        except SimulatorError:
+            find_network(sim.ground_truth)
+        except NetworkNotFound:
             problems.append(f"the trained network {sim.ground_truth} (get it with `flyvis download-pretrained`)")
     if sim.extent >= 8 and config.training.device != "cpu":
         import torch

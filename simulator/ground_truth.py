@@ -15,10 +15,8 @@ brought to the trained one's operating regime: W std, excitatory loop gain and a
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import pickle
-import re
 import zipfile
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -26,13 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
+from experiment.networks import CHECKPOINT_FILE, NetworkNotFound, checkpoint_file, find_network
 from simulator.connectome import MAX_EXTENT, Connectome, ConnectomeSpec, build_connectome
 from simulator.errors import SimulatorError
 
 SYNTHETIC = "synthetic"
-FLYVIS_PREFIX = "flyvis:"
 SYNTHETIC_SEED = 20240617
-CHECKPOINT_FILE = "best_chkpt"
 _KEYS = ("nodes_bias", "nodes_time_const", "edges_sign", "edges_syn_count", "edges_syn_strength")
 
 
@@ -121,18 +118,6 @@ def _flyvis_groups(spec_path: Path) -> tuple[np.ndarray, np.ndarray]:
     flat_row = np.full(len(keys), -1, dtype=np.int64)
     flat_row[seen_idx] = rank[inverse.ravel()]
     return pair_row, flat_row
-
-
-def checkpoint_file(directory: Path) -> Path | None:
-    """The checkpoint the reference simulates: flyvis's ``init_network(checkpoint=0)``, the lowest-numbered
-    ``chkpts/chkpt_*`` of the network folder; else the folder's ``best_chkpt``; None when it has neither."""
-    numbered = sorted(
-        (int(m.group(1)), p) for p in directory.glob("chkpts/chkpt_*") if (m := re.match(r"chkpt_(\d+)$", p.name))
-    )
-    if numbered:
-        return numbered[0][1]
-    best = directory / CHECKPOINT_FILE
-    return best if best.is_file() else None
 
 
 def _read_checkpoint(directory: Path) -> dict[str, np.ndarray]:
@@ -404,37 +389,12 @@ def shared_checkpoint_dir() -> Path | None:
     return path.resolve() if (path / CHECKPOINT_FILE).is_file() else None
 
 
-def flyvis_results_dir() -> Path | None:
-    """flyvis's own results folder, located as flyvis does (``$FLYVIS_ROOT_DIR/results``, else ``data/results``
-    beside the installed package) without importing flyvis (its import creates folders); None without flyvis."""
-    root = os.environ.get("FLYVIS_ROOT_DIR")
-    if root is None:
-        spec = importlib.util.find_spec("flyvis")
-        if spec is None or spec.origin is None:
-            return None
-        package = Path(spec.origin).parent
-        root = str((package if package.parent.name == "site-packages" else package.parent) / "data")
-    return Path(root).expanduser().absolute() / "results"
-
-
 def resolve_checkpoint_dir(spec: str) -> Path:
-    """The network folder of a checkpoint ``ground_truth``: ``flyvis:<task>/<ensemble>/<model>`` (a network in
-    flyvis's results folder, e.g. the reference's ``flyvis:flow/0000/000``) or a folder path.
-
-    A ``flyvis:`` network that is not there raises a one-line SimulatorError that says how to get it.
-    """
-    if not spec.startswith(FLYVIS_PREFIX):
-        return Path(spec).expanduser().resolve()
-    name = spec.removeprefix(FLYVIS_PREFIX).strip("/")
-    results = flyvis_results_dir()
-    directory = None if results is None or not name else results / name
-    if directory is None or not directory.is_dir() or checkpoint_file(directory) is None:
-        where = directory or "flyvis's results folder (the flyvis package is not installed)"
-        raise SimulatorError(
-            f"simulation.ground_truth: {spec}: no trained network at {where}; get flyvis's pretrained networks with "
-            "`flyvis download-pretrained` (FLYVIS_ROOT_DIR sets where they go) or set ground_truth to a checkpoint folder"
-        )
-    return directory
+    """``experiment.networks.find_network`` with its one-line error as a SimulatorError."""
+    try:
+        return find_network(spec)
+    except NetworkNotFound as err:
+        raise SimulatorError(str(err)) from None
 
 
 def load_ground_truth(spec: str, connectome: Connectome) -> GroundTruth:

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import yaml
 
+from experiment.networks import checkpoint_file, flyvis_results_dir
 from simulator.connectome import build_connectome
 from simulator.errors import SimulatorError
-from simulator.ground_truth import checkpoint_file, flyvis_results_dir, load_ground_truth, resolve_checkpoint_dir
+from simulator.ground_truth import load_ground_truth, resolve_checkpoint_dir
 
 REPO = Path(__file__).resolve().parents[2]
 
