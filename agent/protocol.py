@@ -228,7 +228,8 @@ def blocked_keys(profile: Profile | None = None) -> dict[str, str]:
 
 def extra_ranges(profile: Profile | None = None) -> dict[str, tuple[float, float]]:
     """The ranges every exploration keeps, then the profile's (its explorable keys' ranges included)."""
-    return {**COMMON_RANGES, **resolve(profile).all_ranges()}
+    own = resolve(profile).all_ranges()
+    return {**{k: v for k, v in COMMON_RANGES.items() if k not in own}, **own}
 
 
 # The alternating profile's tables, as constants (what the tests and older callers read).
@@ -257,6 +258,7 @@ def _names(keys: Sequence[str], conjunction: str = "or") -> str:
     """```a`, `b` or `c``` from dotted keys (sections dropped; every ``coeff_`` key as ``coeff_*``)."""
     names = [key.split(".", 1)[1] for key in keys]
     coeffs = [n for n in names if n.startswith("coeff_")]
+    coeffs = coeffs if len(coeffs) > 1 else []
     shown = [f"`{n}`" for n in names if n not in coeffs] + (["`coeff_*`"] if coeffs else [])
     return shown[0] if len(shown) == 1 else f"{', '.join(shown[:-1])} {conjunction} {shown[-1]}"
 
@@ -268,8 +270,9 @@ def _bullet(text: str) -> str:
 def edit_policy_text(profile: Profile | None = None) -> str:
     """The edit policy (blocked keys, ranges, coupled sizes, growth rule) as the reply format states it."""
     p = resolve(profile)
+    alternating = p.name == ALTERNATE.name
     top = [f"`{k}:`" if k in ("simulation", "claude", "dispatch") else f"`{k}`" for k in BLOCKED_TOP]
-    keys = [f"`{k.split('.', 1)[1]}`" for k in blocked_keys(p)]
+    keys = [f"`{k.split('.', 1)[1]}`" for k in (blocked_keys(p) if alternating else CONTROLLER_KEYS)]
     owned = [*top, *keys]
     groups: dict[tuple[float, float], list[str]] = {}
     for key, bounds in extra_ranges(p).items():
@@ -282,7 +285,7 @@ def edit_policy_text(profile: Profile | None = None) -> str:
         f"Coupled sizes: when `embedding_dim` changes, {coupled}.",
         f"A child of a node flagged OVER TIME LIMIT must not grow {_names(GROWTH_KEYS)}.",
     ]
-    if p.name != ALTERNATE.name and p.locked:
+    if not alternating and p.locked:
         reasons: dict[str, list[str]] = {}
         for key, why in p.locked.items():
             reasons.setdefault(why, []).append(f"`{key.split('.', 1)[1]}`")
@@ -291,9 +294,15 @@ def edit_policy_text(profile: Profile | None = None) -> str:
             + "; ".join(f"{', '.join(ks)}: {why}" for why, ks in reasons.items())
             + "."
         )
-    explorable = p.explorable()
-    if p.name != ALTERNATE.name and explorable:
-        bullets.append(f"Explorable in the {p.name} profile: {_names(list(explorable), 'and')}.")
+    explorable = [f"`{k.split('.', 1)[1]}`" for k in p.explorable()]
+    if not alternating and explorable:
+        bullets.append(f"Explorable in the {p.name} profile: {', '.join(explorable)}.")
+    pending = [f"`{k.split('.', 1)[1]}`" for k in p.pending_keys()]
+    if not alternating and pending:
+        bullets.append(
+            f"Named by the {p.name} profile but unknown to this trainer's schema, so rejected for now: "
+            f"{', '.join(pending)}."
+        )
     return "\n".join(_bullet(b) for b in bullets)
 
 
