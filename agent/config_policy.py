@@ -1,8 +1,9 @@
 """What the LLM may change in a slot config, how an edit is applied, and how slot config files are written.
 
 The LLM proposes YAML overlays relative to a parent config. Only ``training:`` and ``graph_model:`` keys
-that the schema knows may change; the data routing, the simulation, the alternating-trainer switch, the
-active-phase learning rates and the seeds belong to the controller. Every violation is reported, so one
+that the schema knows may change; the data routing, the simulation and the seeds belong to the controller, and
+the exploration's profile locks its own keys (the alternating profile: the trainer switch and the active-phase
+learning rates) and adds its ranges. Every violation is reported, so one
 re-ask can fix them all. Trainable configs are kept in one normal form (schema-validated, all fields,
 seeds excluded) so that config identity never depends on how a number was typed.
 """

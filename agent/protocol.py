@@ -336,7 +336,16 @@ def reply_format_values(profile: Profile | None = None) -> dict[str, str]:
         f"`{w[0]}` when {s.metric} > {s.success_above:g}{cons}, `{w[1]}` for {s.partial_from:g}-{s.success_above:g}"
         f"{cons}, `{w[2]}` below {s.partial_from:g}{broken} or when the slot failed."
     )
+    explorable = list(p.explorable().items())
+    if p.name == ALTERNATE.name or not explorable:
+        example = "training:\n  n_alternations: 6"
+    else:
+        key, spec = explorable[0]
+        section, _, name = key.partition(".")
+        value = spec.values[0]
+        example = f"{section}:\n  {name}: {str(value).lower() if isinstance(value, bool) else format_value(value)}"
     return {
+        "config_example": example,
         "status_words": status_words_text(p),
         "status_rule": status_rule,
         "config_line": "Config: "
