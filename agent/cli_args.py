@@ -15,7 +15,7 @@ EXIT_OK, EXIT_DIFFERS, EXIT_BAD_INPUT, EXIT_PAUSED, EXIT_LLM, EXIT_IO, EXIT_INTE
 
 RUN_EXIT_CODES: dict[int, str] = {
     EXIT_OK: "finished",
-    EXIT_BAD_INPUT: "bad input (nothing was written)",
+    EXIT_BAD_INPUT: "bad input (nothing was written; a slot record that --executor replay lacks mid-run: resumable)",
     EXIT_PAUSED: "paused (resumable with --resume)",
     EXIT_LLM: "LLM failure (resumable with --resume)",
     EXIT_IO: "I/O error (resumable with --resume; a run directory that cannot be created leaves nothing)",

@@ -1,8 +1,9 @@
 """What the LLM may change in a slot config, how an edit is applied, and how slot config files are written.
 
 The LLM proposes YAML overlays relative to a parent config. Only ``training:`` and ``graph_model:`` keys
-that the schema knows may change; the data routing, the simulation, the alternating-trainer switch, the
-active-phase learning rates and the seeds belong to the controller. Every violation is reported, so one
+that the schema knows may change; the data routing, the simulation and the seeds belong to the controller, and
+the exploration's profile locks its own keys (the alternating profile: the trainer switch and the active-phase
+learning rates) and adds its ranges. Every violation is reported, so one
 re-ask can fix them all. Trainable configs are kept in one normal form (schema-validated, all fields,
 seeds excluded) so that config identity never depends on how a number was typed.
 """
@@ -17,7 +18,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 from ruamel.yaml.comments import CommentedMap
 
-from agent.protocol import BLOCKED_KEYS, BLOCKED_TOP, COUPLED, EXTRA_RANGES, GROWTH_KEYS, format_value
+from agent.profile import Profile
+from agent.protocol import BLOCKED_TOP, COUPLED, GROWTH_KEYS, blocked_keys, extra_ranges, format_value
 from experiment.atomic import atomic_write_text
 from experiment.config import (
     ExperimentConfig,
@@ -234,7 +236,7 @@ def _describe(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"
 
 
-def _range_error(key: str, value: Any) -> str | None:
+def _range_error(key: str, value: Any, profile: Profile | None = None) -> str | None:
     """Schema bounds (ge/gt/le/lt) plus the protocol's sane ranges."""
     if not is_number(value):
         return None
@@ -249,21 +251,22 @@ def _range_error(key: str, value: Any) -> str | None:
             bound = getattr(meta, attr, None)
             if bound is not None and not ok(value, bound):
                 return f"must be {word} {format_value(bound)}"
-    low, high = EXTRA_RANGES.get(key, (-math.inf, math.inf))
+    low, high = extra_ranges(profile).get(key, (-math.inf, math.inf))
     if not low <= value <= high:
         return f"must be in [{format_value(low)}, {format_value(high)}]"
     return None
 
 
-def _blocked_reason(key: str) -> str | None:
+def _blocked_reason(key: str, profile: Profile | None = None) -> str | None:
     head = key.split(".", 1)[0]
     if head in BLOCKED_TOP:
         return BLOCKED_TOP[head]
-    return BLOCKED_KEYS.get(key)
+    return blocked_keys(profile).get(key)
 
 
-def check_edit(parent: Trainable, overlay: Any, source: str) -> list[str]:
-    """Every violation of the config policy by ``overlay`` applied to ``parent`` (empty = allowed).
+def check_edit(parent: Trainable, overlay: Any, source: str, profile: Profile | None = None) -> list[str]:
+    """Every violation of the config policy (under ``profile``; None: alternating) by ``overlay`` applied to
+    ``parent`` (empty = allowed).
 
     Messages read ``{source}: {key}: [{old} -> {new}: ]{rule}``.
     """
@@ -276,7 +279,7 @@ def check_edit(parent: Trainable, overlay: Any, source: str) -> list[str]:
             errors.append(f"{source}: {key}: given twice")
             continue
         seen.add(key)
-        pair_errors = _check_pair(parent, key, value, source)
+        pair_errors = _check_pair(parent, key, value, source, profile)
         errors.extend(pair_errors)
         bad.update([key] if pair_errors else [])
         section, _, name = key.partition(".")
@@ -289,9 +292,9 @@ def check_edit(parent: Trainable, overlay: Any, source: str) -> list[str]:
     return errors
 
 
-def _check_pair(parent: Trainable, key: str, value: Any, source: str) -> list[str]:
+def _check_pair(parent: Trainable, key: str, value: Any, source: str, profile: Profile | None) -> list[str]:
     section, _, name = key.partition(".")
-    reason = _blocked_reason(key)
+    reason = _blocked_reason(key, profile)
     old = (parent.get(section) or {}).get(name, _MISSING) if section in SECTIONS else _MISSING
     if reason is not None:
         if old is not _MISSING and same_value(old, value):
@@ -304,7 +307,7 @@ def _check_pair(parent: Trainable, key: str, value: Any, source: str) -> list[st
         return [f"{source}: {key}: must be a mapping of keys, got {_describe(value)}"]
     if name not in SECTIONS[section].model_fields:
         return [f"{source}: {key}: unknown key (not a field of the {section}: schema)"]
-    rule = _type_error(key, value) or _range_error(key, value)
+    rule = _type_error(key, value) or _range_error(key, value, profile)
     if rule is None:
         return []
     shown = f"{format_value(old)} -> {_show(value)}: " if old is not _MISSING else ""
@@ -360,9 +363,9 @@ def overlay_between(parent: Trainable, child: Trainable) -> dict[str, dict[str, 
     return overlay
 
 
-def apply_overlay(parent: Trainable, overlay: Any, source: str) -> Trainable:
+def apply_overlay(parent: Trainable, overlay: Any, source: str, profile: Profile | None = None) -> Trainable:
     """The child config: ``parent`` with the overlay applied, normalised. Raises EditRejected."""
-    errors = check_edit(parent, overlay, source)
+    errors = check_edit(parent, overlay, source, profile)
     if errors:
         raise EditRejected(errors)
     pairs, _ = _flatten(overlay, source)

@@ -38,6 +38,7 @@ from agent.llm.transcripts import kept_text
 from agent.prompts import (
     BatchPromptInput,
     Instructions,
+    RunValues,
     StartPromptInput,
     render_batch_prompt,
     render_reask_prompt,
@@ -91,6 +92,7 @@ class Controller:
     ) -> None:
         self.s = settings
         self.instructions = instructions
+        self.profile = instructions.profile
         self.backend = backend
         self.executor = executor
         self.journal = journal
@@ -268,8 +270,15 @@ class Controller:
             n_iter_block=n,
             baseline_batches=self.claude.baseline_batches,
             time_limit_min=self.claude.time_limit_min,
-            instruction_text=self.instructions.base_text + "\n\n" + self.instructions.parallel_text,
+            instruction_text=self.system_text,
+            profile=self.profile,
         )
+
+    @property
+    def system_text(self) -> str:
+        """The instruction pair rendered with this run's effective values (the ones the checks enforce)."""
+        values = RunValues.of(self.claude, n_iterations=self.planned_iterations, n_slots=self.n_slots)
+        return self.instructions.for_run(values).system_text
 
     def build_prompt(self, batch: int, memory_text: str, user_input: str | None) -> tuple[str, list[ImageInput]]:
         if batch == 0:
@@ -285,6 +294,7 @@ class Controller:
                     config_files=[self.files.slot_config(s).name for s in range(self.n_slots)],
                     memory_text=memory_text,
                     user_input=user_input,
+                    profile=self.profile,
                 )
             )
             return prompt, []
@@ -319,6 +329,7 @@ class Controller:
                 memory_text=memory_text,
                 user_input=user_input,
                 attached=[(r.slot, kind) for r, kind in attached],
+                profile=self.profile,
             )
         )
         return prompt, images
@@ -407,7 +418,7 @@ class Controller:
         request = LLMRequest(
             call_id=call_id,
             purpose=purpose,  # type: ignore[arg-type]
-            system=self.instructions.system_text,
+            system=self.system_text,
             prompt=prompt,
             images=images,
             model=self.claude.model,
@@ -450,6 +461,7 @@ class Controller:
             n_iterations=self.planned_iterations,
             user_input=user_input,
             batch=batch,
+            profile=self.profile,
         )
         if user_input is not None:
             self.files.archive_user_input(batch)

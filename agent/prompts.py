@@ -8,6 +8,8 @@ exact copy. Images are not part of the text: the prompt says which attached imag
 
 from __future__ import annotations
 
+import math
+import re
 import string
 from pathlib import Path
 from typing import Any, Literal
@@ -15,8 +17,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agent import protocol
-from agent.protocol import CONFIG_LINE_KEYS, format_value
+from agent.profile import Profile, ProfileError, profile_path
+from agent.protocol import config_line_keys, format_value
 from agent.tree import best_node, render_ucb_scores, ucb_ranking
+from experiment.config import ClaudeConfig
 from experiment.exploration import Seeds, SlotResult, block_of, block_range
 from experiment.records import ROLLOUT_CLAMP, SLOT_IMAGES, TEST_R2_FLOOR
 from memory.documents import MemoryDocument
@@ -58,17 +62,112 @@ class PromptError(ValueError):
     """An instruction file or template is missing or malformed (one line naming the file)."""
 
 
+class RunValues(BaseModel):
+    """The run's effective numbers, as the controller enforces them: its config's ``claude:`` block, the batch
+    size and ``--iterations``. The instruction pair is rendered with them, so the system text states these."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    n_iterations: int = Field(ClaudeConfig.model_fields["n_iterations"].default, ge=1)
+    n_slots: int = Field(ClaudeConfig.model_fields["n_slots"].default, ge=1)
+    n_iter_block: int = Field(protocol.N_ITER_BLOCK, ge=1)
+    baseline_batches: int = Field(protocol.BASELINE_BATCHES, ge=0)
+    time_limit_min: float = Field(protocol.TIME_LIMIT_MIN, gt=0)
+    ucb_c: float = Field(protocol.UCB_C, ge=0)
+
+    @classmethod
+    def of(cls, claude: ClaudeConfig, n_iterations: int | None = None, n_slots: int | None = None) -> RunValues:
+        """From a run config's ``claude:`` block; ``--iterations`` and the journal's batch size win when given."""
+        return cls(
+            n_iterations=n_iterations or claude.n_iterations,
+            n_slots=n_slots or claude.n_slots,
+            n_iter_block=claude.n_iter_block,
+            baseline_batches=claude.baseline_batches,
+            time_limit_min=claude.time_limit_min,
+            ucb_c=claude.ucb_c,
+        )
+
+    def placeholders(self, profile: Profile) -> dict[str, str]:
+        """``{{name}}`` -> text for the instruction files: these run values and the profile's thresholds."""
+        q, st = profile.replicates, profile.status
+        n_batches = math.ceil(self.n_iterations / self.n_slots)
+        per_block = self.n_iter_block / self.n_slots
+        block_batches = f"{per_block:g} batch" + ("" if per_block == 1 else "es")
+        baseline = f"{self.baseline_batches} batch" + ("" if self.baseline_batches == 1 else "es")
+        values = {
+            "n_iterations": self.n_iterations,
+            "n_batches": n_batches,
+            "n_slots": self.n_slots,
+            "max_slot": self.n_slots - 1,
+            "last_slot": f"{self.n_slots - 1:02d}",
+            "n_iter_block": self.n_iter_block,
+            "block_batches_text": block_batches,
+            "baseline_batches": self.baseline_batches,
+            "baseline_batches_text": baseline,
+            "baseline_runs": self.baseline_batches * self.n_slots,
+            "time_limit_min": f"{self.time_limit_min:g}",
+            "ucb_c": f"{self.ucb_c:g}",
+            "status_success": f"{st.success_above:g}",
+            "status_partial": f"{st.partial_from:g}",
+            "growth_replicates": q.growth,
+            "steady_replicates": q.steady,
+            "top_configs": q.top_configs,
+            "top_min_runs": q.top_min_runs,
+            **{f"constraint_{m}": f"{b:g}" for m, b in st.constraints.items()},
+        }
+        values["run_settings"] = (
+            f"This run: {self.n_iterations} iterations in {n_batches} batches of {self.n_slots} slots; blocks of "
+            f"{self.n_iter_block} iterations ({block_batches}); block 1 runs the base config unchanged for its first "
+            f"{baseline} ({self.baseline_batches * self.n_slots} runs); a slot over {self.time_limit_min:g} minutes "
+            f"is flagged OVER TIME LIMIT; UCB c = {self.ucb_c:g}. These are the numbers the controller enforces."
+        )
+        return {k: str(v) for k, v in values.items()}
+
+
 class Instructions(BaseModel):
-    """The instruction pair and the system text built from it (identical across calls)."""
+    """The instruction pair, its profile, and the system text rendered with a run's values (identical across
+    the run's calls)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
     base_path: str
     parallel_path: str
+    base_template: str = Field(description="the base file as written ({{name}} placeholders)")
+    parallel_template: str = Field(description="the parallel file as written ({{name}} placeholders)")
     base_text: str
     parallel_text: str
     system_text: str
+    profile: Profile
+    values: RunValues = RunValues()
+
+    def for_run(self, values: RunValues) -> Instructions:
+        """The same instructions rendered with a run's effective values."""
+        if values == self.values:
+            return self
+        return _render_instructions(
+            self.name,
+            Path(self.base_path),
+            Path(self.parallel_path),
+            self.base_template,
+            self.parallel_template,
+            self.profile,
+            values,
+        )
+
+
+_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+
+
+def _render_text(text: str, values: dict[str, str], source: Path) -> str:
+    """``{{name}}`` placeholders replaced; an unknown name is one PromptError naming the file."""
+
+    def sub(m: re.Match[str]) -> str:
+        if m.group(1) not in values:
+            raise PromptError(f"{source}: placeholder {{{{{m.group(1)}}}}} has no value (known: {', '.join(values)})")
+        return values[m.group(1)]
+
+    return _PLACEHOLDER.sub(sub, text)
 
 
 def _read(path: Path, what: str) -> str:
@@ -90,23 +189,55 @@ def resolve_instruction_path(name_or_path: str | Path) -> Path:
     raise PromptError(f"{name_or_path}: instruction file not found (as a path or in {PROMPTS_DIR})")
 
 
-def load_instructions(name_or_path: str | Path) -> Instructions:
-    """Base instructions, their ``<stem>_parallel.md`` addendum beside them, and the system text."""
+def load_exploration_profile(base: Path) -> Profile:
+    """The profile beside an instruction file (``<stem>.profile.yaml``); without one, the alternating profile."""
+    path = profile_path(base)
+    if not path.is_file():
+        return protocol.default_profile()
+    try:
+        return protocol.load_profile(path)
+    except ProfileError as err:
+        raise PromptError(str(err)) from None
+
+
+def load_instructions(name_or_path: str | Path, values: RunValues | None = None) -> Instructions:
+    """Base instructions, their ``<stem>_parallel.md`` addendum and ``<stem>.profile.yaml`` beside them, and the
+    system text rendered with ``values`` (default: the protocol's defaults)."""
     base = resolve_instruction_path(name_or_path)
     if base.stem.endswith("_parallel"):
         raise PromptError(f"{base}: give the base instruction file, not the parallel addendum")
     parallel = base.with_name(f"{base.stem}_parallel.md")
     base_text = _read(base, "base instruction file")
     parallel_text = _read(parallel, "parallel instruction file (<stem>_parallel.md beside the base file)")
-    reply_format = _fill(REPLY_FORMAT, protocol.reply_format_values())
+    profile = load_exploration_profile(base)
+    return _render_instructions(base.name, base, parallel, base_text, parallel_text, profile, values or RunValues())
+
+
+def _render_instructions(
+    name: str,
+    base: Path,
+    parallel: Path,
+    base_template: str,
+    parallel_template: str,
+    profile: Profile,
+    values: RunValues,
+) -> Instructions:
+    placeholders = values.placeholders(profile)
+    base_text = _render_text(base_template, placeholders, base)
+    parallel_text = _render_text(parallel_template, placeholders, parallel)
+    reply_format = _fill(REPLY_FORMAT, {**protocol.reply_format_values(profile), "n_slots": values.n_slots})
     system_text = "\n\n".join(t.strip("\n") for t in (base_text, parallel_text, reply_format)) + "\n"
     return Instructions(
-        name=base.name,
+        name=name,
         base_path=str(base),
         parallel_path=str(parallel),
+        base_template=base_template,
+        parallel_template=parallel_template,
         base_text=base_text,
         parallel_text=parallel_text,
         system_text=system_text,
+        profile=profile,
+        values=values,
     )
 
 
@@ -122,10 +253,12 @@ def _fill(name: str, values: dict[str, Any]) -> str:
 
 
 # ----- value formatting ---------------------------------------------------------------------------
-def config_line(trainable: dict[str, dict[str, Any]]) -> str:
-    """The ``Config:`` line of a log entry from a trainable config."""
+def config_line(trainable: dict[str, dict[str, Any]], profile: Profile | None = None) -> str:
+    """The ``Config:`` line of a log entry from a trainable config (labels of the profile)."""
     training = trainable.get("training", {})
-    parts = [f"{label}={format_value(training[key]) if key in training else '?'}" for label, key in CONFIG_LINE_KEYS]
+    parts = [
+        f"{label}={format_value(training[key]) if key in training else '?'}" for label, key in config_line_keys(profile)
+    ]
     return "Config: " + ", ".join(parts)
 
 
@@ -190,6 +323,7 @@ class StartPromptInput(BaseModel):
     config_files: list[str]
     memory_text: str
     user_input: str | None = None
+    profile: Profile | None = Field(None, description="the exploration's profile (None: the alternating one)")
 
     @model_validator(mode="after")
     def _one_file_per_slot(self) -> StartPromptInput:
@@ -232,6 +366,7 @@ def render_start_prompt(ctx: StartPromptInput) -> str:
             "seeds": seeds,
             "baseline_batches": ctx.baseline_batches,
             "baseline_runs": ctx.baseline_batches * ctx.n_slots,
+            "defaults_label": protocol.resolve(ctx.profile).defaults_label,
             "memory": ctx.memory_text.strip("\n"),
             "user_input": _user_input_block(ctx.user_input),
         },
@@ -262,6 +397,7 @@ class BatchPromptInput(BaseModel):
     attached: list[tuple[int, str]] | None = Field(
         None, description="(slot, image kind) in attachment order; overrides image_slots (kinds: SLOT_IMAGES)"
     )
+    profile: Profile | None = Field(None, description="the exploration's profile (None: the alternating one)")
 
     @model_validator(mode="after")
     def _batch_present(self) -> BatchPromptInput:
@@ -275,7 +411,9 @@ class BatchPromptInput(BaseModel):
         return sorted((r for r in self.results if self.batch_start <= r.iteration <= last), key=lambda r: r.iteration)
 
 
-def _slot_text(r: SlotResult, ids: dict[int, str], rows: dict[str, VarianceRow], limit: float) -> str:
+def _slot_text(
+    r: SlotResult, ids: dict[int, str], rows: dict[str, VarianceRow], limit: float, profile: Profile | None = None
+) -> str:
     head = f"### Slot {r.slot} (iteration {r.iteration}) "
     head += "[COMPLETED]" if r.status == "completed" else f"[FAILED] {r.failure_reason or 'no reason recorded'}"
     minutes = r.metrics.training_time_min if r.metrics else 0.0
@@ -285,11 +423,11 @@ def _slot_text(r: SlotResult, ids: dict[int, str], rows: dict[str, VarianceRow],
     cid = ids[r.iteration]
     lines = [
         head,
-        f"Entry status: {protocol.entry_status(r)}",
+        f"Entry status: {protocol.entry_status(r, profile)}",
         f"Node: id={r.iteration}, parent={r.parent}",
         f"Mode/Strategy: {r.strategy}",
         f"Config id: {cid}" + (f" (replicate of node {r.replicate_of})" if r.replicate_of is not None else ""),
-        config_line(r.trainable),
+        config_line(r.trainable, profile),
         f"Seeds: simulation.seed={r.seeds.simulation}, training.seed={r.seeds.training}",
         metrics_line(r),
         *rollout_lines(r),
@@ -320,8 +458,10 @@ def _images_text(ctx: BatchPromptInput, batch: list[SlotResult]) -> str:
     return "\n".join(lines)
 
 
-def _best_text(results: list[SlotResult], ids: dict[int, str], rows: dict[str, VarianceRow]) -> str:
-    best = best_node(results)
+def _best_text(
+    results: list[SlotResult], ids: dict[int, str], rows: dict[str, VarianceRow], profile: Profile | None = None
+) -> str:
+    best = best_node(results, profile)
     if best is None:
         return "No completed node yet."
     m = best.metrics
@@ -384,10 +524,11 @@ def _rules_text(ctx: BatchPromptInput, batch: list[SlotResult], rows: list[Varia
             f'{ctx.n_slots} configs `parent="root"`, `strategy="baseline"`, empty body (defaults unchanged).'
         )
     else:
-        need = protocol.replicates_required(rows)
+        need = protocol.replicates_required(rows, ctx.profile)
         lines.append(
             f"- Replicates: at least {need} of the {ctx.n_slots} configs are replicates "
-            '(`replicate="X"`, `strategy="robustness-check"`, empty body) — ' + protocol.replicate_rule_text()
+            '(`replicate="X"`, `strategy="robustness-check"`, empty body) — '
+            + protocol.replicate_rule_text(ctx.profile)
         )
     slow = [r for r in batch if protocol.over_time(r, ctx.time_limit_min)]
     if slow:
@@ -405,7 +546,7 @@ def render_batch_prompt(ctx: BatchPromptInput) -> str:
     ids = config_ids(ctx.results)
     table = variance_table(ctx.results)
     rows = {row.config_id: row for row in table}
-    entries = ucb_ranking(ctx.results, block, ctx.ucb_c, ctx.ucb_reward)
+    entries = ucb_ranking(ctx.results, block, ctx.ucb_c, ctx.ucb_reward, ctx.profile)
     block_its = [r.iteration for r in ctx.results if r.block == block]
     ucb = render_ucb_scores(entries, block, min(block_its), max(block_its), ctx.ucb_c).rstrip("\n")
     return _fill(
@@ -420,11 +561,11 @@ def render_batch_prompt(ctx: BatchPromptInput) -> str:
             "block_last": last - b_first + 1,
             "n_iter_block": ctx.n_iter_block,
             "block_end": ">>> BLOCK END <<<\n" if last >= b_last else "",
-            "slots": "\n".join(_slot_text(r, ids, rows, ctx.time_limit_min) for r in batch),
+            "slots": "\n".join(_slot_text(r, ids, rows, ctx.time_limit_min, ctx.profile) for r in batch),
             "images": _images_text(ctx, batch),
             "ucb": ucb,
             "variance": render_variance_table(table) + "\n" + protocol.cv_estimates_text(table),
-            "best": _best_text(ctx.results, ids, rows),
+            "best": _best_text(ctx.results, ids, rows, ctx.profile),
             "rules": _rules_text(ctx, batch, table),
             "memory": memory_for_prompt(ctx.memory_text).strip("\n"),
             "user_input": _user_input_block(ctx.user_input),

@@ -1,4 +1,4 @@
-"""The rules of the parallel protocol and the base instructions, each stated once, as data and pure functions.
+"""The rules of the parallel protocol and of an exploration's profile, each stated once, as data and pure functions.
 
 The prompt's rule text (agent.prompts), the reply check (agent.reply_check), the config policy
 (agent.config_policy), the offline policy (agent.llm.offline_policy) and the UCB tree (agent.tree) all read
@@ -6,6 +6,11 @@ from here, so a rule changed here changes what the LLM is told, what its reply i
 what the deterministic policy does, together. Functions read the module's constants when called (a
 patched constant takes effect everywhere). Defaults shared with the run config (block size, UCB c, time
 limit, baseline batches) are those of ``experiment.config.ClaudeConfig``: the schema stays their one source.
+
+An exploration's own rules (status words, thresholds and hard constraints, locked and explorable keys, replicate
+quota, Config-line labels) come from its profile (``agent.profile``, ``prompts/instruction_X.profile.yaml``).
+Every function takes ``profile``; None means the alternating profile, whose values are also this module's
+constants (CONVERGED, PARTIAL, BLOCKED_KEYS, ...) read from its profile file at import.
 """
 
 from __future__ import annotations
@@ -13,13 +18,19 @@ from __future__ import annotations
 import math
 import textwrap
 from collections.abc import Sequence
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any
 
+from agent.profile import PROFILE_SUFFIX, VARIANCE_COLUMN, Profile
+from agent.profile import load_profile_file as _load_profile_file
 from experiment.config import ClaudeConfig, TrainingConfig
 from experiment.exploration import SlotResult
 from memory.variance import VarianceRow, render_cv_estimates
 
-Status = Literal["converged", "partial", "failed"]
+Status = str  # a profile's status word; the alternating profile's are converged / partial / failed
+PROMPTS_DIR = Path(__file__).resolve().parents[1] / "prompts"
+ALTERNATE_PROFILE = PROMPTS_DIR / f"instruction_flyvis_62_1_gs_alternate{PROFILE_SUFFIX}"
+ALTERNATE: Profile = _load_profile_file(ALTERNATE_PROFILE)
 
 # ----- defaults of the run config (one source: the schema) ----------------------------------------------------
 _CLAUDE = ClaudeConfig.model_fields
@@ -28,8 +39,42 @@ UCB_C: float = _CLAUDE["ucb_c"].default
 TIME_LIMIT_MIN: float = _CLAUDE["time_limit_min"].default
 BASELINE_BATCHES: int = _CLAUDE["baseline_batches"].default
 
-# ----- entry status (base instructions: converged > 0.8, partial 0.3 to 0.8, failed < 0.3) ---------------------
-CONVERGED, PARTIAL = 0.8, 0.3
+# ----- entry status (alternating profile: converged > 0.8, partial 0.3 to 0.8, failed < 0.3) -------------------
+CONVERGED, PARTIAL = ALTERNATE.status.success_above, ALTERNATE.status.partial_from
+
+
+def default_profile() -> Profile:
+    """The alternating profile as this module's constants state it now (a patched constant takes effect)."""
+    status = {"success_above": CONVERGED, "partial_from": PARTIAL}
+    quota = {"top_configs": TOP_CONFIGS, "top_min_runs": TOP_MIN_RUNS, "growth": GROWTH_REPLICATES}
+    quota["steady"] = STEADY_REPLICATES
+    profile = ALTERNATE.model_copy(
+        update={
+            "status": ALTERNATE.status.model_copy(update=status),
+            "replicates": ALTERNATE.replicates.model_copy(update=quota),
+        }
+    )
+    return ALTERNATE if profile == ALTERNATE else profile
+
+
+def resolve(profile: Profile | None) -> Profile:
+    """The given profile, or the alternating one; a profile read from the alternating file follows this
+    module's constants too, so one patched threshold changes every reader."""
+    if profile is None or profile.model_copy(update={"source": ALTERNATE.source}) == ALTERNATE:
+        return default_profile()
+    return profile
+
+
+def load_profile(path: str | Path) -> Profile:
+    """Read a profile file (agent.profile), the alternating one as this module's constants state it."""
+    return resolve(_load_profile_file(path))
+
+
+def metric_values(result: SlotResult) -> dict[str, float] | None:
+    """A slot's measured metrics by name (None when the slot failed)."""
+    if result.status == "failed" or result.metrics is None:
+        return None
+    return {k: float(v) for k, v in result.metrics.model_dump().items() if isinstance(v, int | float)}
 
 
 def classify_r2(r2: float, failed: bool = False) -> Status:
@@ -39,34 +84,48 @@ def classify_r2(r2: float, failed: bool = False) -> Status:
     return "converged" if r2 > CONVERGED else "partial"
 
 
-def entry_status(result: SlotResult) -> Status:
-    """A slot's entry status from its measured connectivity_R2 (a failed slot is ``failed``)."""
-    return classify_r2(result.conn_r2, failed=result.status == "failed" or result.metrics is None)
+def entry_status(result: SlotResult, profile: Profile | None = None) -> Status:
+    """A slot's entry status under the profile's rule (a failed slot has the lowest word)."""
+    return resolve(profile).classify(metric_values(result))
 
 
-def status_rule_text() -> str:
+def reward(result: SlotResult, profile: Profile | None = None) -> float:
+    """What the tree and the policies maximise: the primary metric, 0 when a hard constraint fails."""
+    return resolve(profile).reward(metric_values(result))
+
+
+def _constraint_text(profile: Profile) -> str:
+    return "".join(f" and {m} > {b:g}" for m, b in profile.status.constraints.items())
+
+
+def status_rule_text(profile: Profile | None = None) -> str:
     """The status thresholds as the reply check states them."""
-    return f"converged > {CONVERGED:g}, partial {PARTIAL:g}-{CONVERGED:g}, failed < {PARTIAL:g}"
+    p = resolve(profile)
+    s, w, c = p.status, p.status.words, _constraint_text(p)
+    if not s.constraints:
+        return (
+            f"{w[0]} > {s.success_above:g}, {w[1]} {s.partial_from:g}-{s.success_above:g}, {w[2]} < {s.partial_from:g}"
+        )
+    return (
+        f"{w[0]}: {s.metric} > {s.success_above:g}{c}; {w[1]}: {s.metric} {s.partial_from:g}-{s.success_above:g}{c}; "
+        f"{w[2]}: {s.metric} < {s.partial_from:g} or a constraint broken (profile {p.name})"
+    )
 
 
 # ----- replicate quota (parallel addendum) -----------------------------------------------------------------------
-TOP_CONFIGS, TOP_MIN_RUNS = 3, 3
-GROWTH_REPLICATES, STEADY_REPLICATES = 2, 1
+TOP_CONFIGS, TOP_MIN_RUNS = ALTERNATE.replicates.top_configs, ALTERNATE.replicates.top_min_runs
+GROWTH_REPLICATES, STEADY_REPLICATES = ALTERNATE.replicates.growth, ALTERNATE.replicates.steady
 
 
-def rank_configs(rows: Sequence[VarianceRow]) -> list[VarianceRow]:
-    """Variance rows best first: by mean conn_R2, ties by first iteration."""
-    return sorted(rows, key=lambda row: (-row.conn_mean, min(row.iterations, default=0)))
+METRIC_LABEL = {"connectivity_R2": "conn_R2"}  # how prompts name a metric (others: their own name)
 
 
-def short_top_configs(rows: Sequence[VarianceRow]) -> list[VarianceRow]:
-    """Those of the top TOP_CONFIGS configs that have fewer than TOP_MIN_RUNS runs."""
-    return [row for row in rank_configs(rows)[:TOP_CONFIGS] if row.runs < TOP_MIN_RUNS]
+def metric_label(metric: str) -> str:
+    return METRIC_LABEL.get(metric, metric)
 
 
-def replicates_required(rows: Sequence[VarianceRow]) -> int:
-    """GROWTH_REPLICATES while a top config is short of runs, then STEADY_REPLICATES."""
-    return GROWTH_REPLICATES if short_top_configs(rows) else STEADY_REPLICATES
+def _row_mean(row: VarianceRow, metric: str) -> float:
+    return float(getattr(row, f"{VARIANCE_COLUMN.get(metric, 'conn')}_mean"))
 
 
 # Stopping rule (parallel addendum): a config has enough replicates with >= ENOUGH_RUNS runs, the std of its
@@ -115,11 +174,38 @@ def cv_estimates_text(rows: Sequence[VarianceRow]) -> str:
     return render_cv_estimates(list(rows), marks) + "\n" + stopping_rule_text() + "\n"
 
 
-def replicate_rule_text() -> str:
+def rank_configs(rows: Sequence[VarianceRow], profile: Profile | None = None) -> list[VarianceRow]:
+    """Variance rows best first: configs whose means meet the hard constraints, then by mean of the primary
+    metric, ties by first iteration."""
+    p = resolve(profile)
+    cons = p.status.constraints
+
+    def key(row: VarianceRow) -> tuple[bool, float, int]:
+        broken = any(not _row_mean(row, m) > b for m, b in cons.items())
+        return broken, -_row_mean(row, p.primary_metric), min(row.iterations, default=0)
+
+    return sorted(rows, key=key)
+
+
+def short_top_configs(rows: Sequence[VarianceRow], profile: Profile | None = None) -> list[VarianceRow]:
+    """Those of the top ``top_configs`` configs that have fewer than ``top_min_runs`` runs."""
+    q = resolve(profile).replicates
+    return [row for row in rank_configs(rows, profile)[: q.top_configs] if row.runs < q.top_min_runs]
+
+
+def replicates_required(rows: Sequence[VarianceRow], profile: Profile | None = None) -> int:
+    """``growth`` replicates while a top config is short of runs, then ``steady``."""
+    q = resolve(profile).replicates
+    return q.growth if short_top_configs(rows, profile) else q.steady
+
+
+def replicate_rule_text(profile: Profile | None = None) -> str:
     """The replicate quota as the batch prompt states it."""
+    p = resolve(profile)
+    q, label = p.replicates, metric_label(p.primary_metric)
     return (
-        f"{GROWTH_REPLICATES} until each of the top {TOP_CONFIGS} configs by mean conn_R2 has >= {TOP_MIN_RUNS} runs, "
-        f"then {STEADY_REPLICATES}."
+        f"{q.growth} until each of the top {q.top_configs} configs by mean {label} has >= {q.top_min_runs} runs, "
+        f"then {q.steady}."
     )
 
 
@@ -144,21 +230,6 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
-# Config line of a log entry: label -> training key.
-CONFIG_LINE_KEYS: tuple[tuple[str, str], ...] = (
-    ("lr_W", "learning_rate_W_start"),
-    ("lr", "learning_rate_start"),
-    ("lr_emb", "learning_rate_embedding_start"),
-    ("n_alt", "n_alternations"),
-    ("vrest_ratio", "alternate_vrest_ratio"),
-    ("alt_lr_W", "alternate_lr_W"),
-    ("alt_lr_edge", "alternate_lr_edge"),
-    ("alt_lr_update", "alternate_lr_update"),
-    ("alt_lr_emb", "alternate_lr_embedding"),
-)
-# The same labels -> dotted config keys (what the reply check resolves a Config-line name to).
-CONFIG_ALIASES: dict[str, str] = {label: f"training.{key}" for label, key in CONFIG_LINE_KEYS}
-
 # ----- edit policy: what the LLM may change -------------------------------------------------------------------------
 # Top-level keys owned by the controller, with the reason given to the LLM.
 BLOCKED_TOP: dict[str, str] = {
@@ -168,18 +239,14 @@ BLOCKED_TOP: dict[str, str] = {
     "dispatch": "dispatch settings are controller-owned",
     "description": "the description is controller-owned",
 }
-# Keys inside the trainable sections that the LLM may not change.
-BLOCKED_KEYS: dict[str, str] = {
-    "training.alternate_training": "alternate_training must stay true: it selects the alternating trainer",
-    "training.learning_rate_start": "active-phase learning rates are fixed",
-    "training.learning_rate_W_start": "active-phase learning rates are fixed",
-    "training.learning_rate_embedding_start": "active-phase learning rates are fixed",
+# Keys inside the trainable sections that the controller owns in every exploration.
+CONTROLLER_KEYS: dict[str, str] = {
     "training.seed": "seeds are controller-owned",
     "training.device": "device placement is controller-owned",
     "training.compile": "how the training step is compiled is controller-owned",
     "training.r2_async": "where the R2 checkpoints run is controller-owned",
 }
-# key -> (low, high): the protocol's sane ranges, on top of the schema's own bounds.
+# key -> (low, high): sane ranges of every exploration, on top of the schema's own bounds (a profile adds its own).
 LR_KEYS = (
     "learning_rate_start",
     "learning_rate_W_start",
@@ -189,16 +256,30 @@ LR_KEYS = (
     "alternate_lr_update",
     "alternate_lr_embedding",
 )
-EXTRA_RANGES: dict[str, tuple[float, float]] = {
+COMMON_RANGES: dict[str, tuple[float, float]] = {
     **{f"training.{k}": (0.0, 1e-1) for k in LR_KEYS},
     **{f"training.{k}": (0.0, 1e5) for k in TrainingConfig.model_fields if k.startswith("coeff_")},
     "graph_model.hidden_dim": (1, 1024),
     "graph_model.hidden_dim_update": (1, 1024),
     "graph_model.n_layers": (1, 10),
     "graph_model.n_layers_update": (1, 10),
-    "training.n_alternations": (1, 64),
-    "training.alternate_vrest_ratio": (0.0, 1.0),
 }
+
+
+def blocked_keys(profile: Profile | None = None) -> dict[str, str]:
+    """Trainable keys the LLM may not change: the profile's locked keys, then the controller's."""
+    return {**resolve(profile).locked, **CONTROLLER_KEYS}
+
+
+def extra_ranges(profile: Profile | None = None) -> dict[str, tuple[float, float]]:
+    """The ranges every exploration keeps, then the profile's (its explorable keys' ranges included)."""
+    own = resolve(profile).all_ranges()
+    return {**{k: v for k, v in COMMON_RANGES.items() if k not in own}, **own}
+
+
+# The alternating profile's tables, as constants (what the tests and older callers read).
+BLOCKED_KEYS: dict[str, str] = blocked_keys(ALTERNATE)
+EXTRA_RANGES: dict[str, tuple[float, float]] = extra_ranges(ALTERNATE)
 # Coupled sizes: key -> offset added to embedding_dim.
 COUPLED: dict[str, int] = {"input_size": 1, "input_size_update": 3}
 # Keys a child of an over-time slot may not increase (they grow training time).
@@ -222,6 +303,7 @@ def _names(keys: Sequence[str], conjunction: str = "or") -> str:
     """```a`, `b` or `c``` from dotted keys (sections dropped; every ``coeff_`` key as ``coeff_*``)."""
     names = [key.split(".", 1)[1] for key in keys]
     coeffs = [n for n in names if n.startswith("coeff_")]
+    coeffs = coeffs if len(coeffs) > 1 else []
     shown = [f"`{n}`" for n in names if n not in coeffs] + (["`coeff_*`"] if coeffs else [])
     return shown[0] if len(shown) == 1 else f"{', '.join(shown[:-1])} {conjunction} {shown[-1]}"
 
@@ -230,35 +312,90 @@ def _bullet(text: str) -> str:
     return textwrap.fill(text, width=120, initial_indent="   - ", subsequent_indent="     ", break_long_words=False)
 
 
-def edit_policy_text() -> str:
+def edit_policy_text(profile: Profile | None = None) -> str:
     """The edit policy (blocked keys, ranges, coupled sizes, growth rule) as the reply format states it."""
+    p = resolve(profile)
+    alternating = p.name == ALTERNATE.name
     top = [f"`{k}:`" if k in ("simulation", "claude", "dispatch") else f"`{k}`" for k in BLOCKED_TOP]
-    keys = [f"`{k.split('.', 1)[1]}`" for k in BLOCKED_KEYS]
+    keys = [f"`{k.split('.', 1)[1]}`" for k in (blocked_keys(p) if alternating else CONTROLLER_KEYS)]
     owned = [*top, *keys]
     groups: dict[tuple[float, float], list[str]] = {}
-    for key, bounds in EXTRA_RANGES.items():
+    for key, bounds in extra_ranges(p).items():
         groups.setdefault(bounds, []).append(key)
     ranges = "; ".join(f"{_names(keys, 'and')} from {low:g} to {high:g}" for (low, high), keys in groups.items())
     coupled = " and ".join(f"`{k}` = {offset} + embedding_dim" for k, offset in COUPLED.items())
-    bullets = (
+    bullets = [
         f"Never touch {', '.join(owned[:-1])} or {owned[-1]}: the controller owns them.",
         f"Allowed ranges, on top of the schema's own bounds: {ranges}.",
         f"Coupled sizes: when `embedding_dim` changes, {coupled}.",
         f"A child of a node flagged OVER TIME LIMIT must not grow {_names(GROWTH_KEYS)}.",
-    )
+    ]
+    if not alternating and p.locked:
+        reasons: dict[str, list[str]] = {}
+        for key, why in p.locked.items():
+            reasons.setdefault(why, []).append(f"`{key.split('.', 1)[1]}`")
+        bullets.append(
+            f"Locked by the {p.name} profile (a change is rejected): "
+            + "; ".join(f"{', '.join(ks)}: {why}" for why, ks in reasons.items())
+            + "."
+        )
+    explorable = [f"`{k.split('.', 1)[1]}`" for k in p.explorable()]
+    if not alternating and explorable:
+        bullets.append(f"Explorable in the {p.name} profile: {', '.join(explorable)}.")
+    pending = [f"`{k.split('.', 1)[1]}`" for k in p.pending_keys()]
+    if not alternating and pending:
+        bullets.append(
+            f"Named by the {p.name} profile but unknown to this trainer's schema, so rejected for now: "
+            f"{', '.join(pending)}."
+        )
     return "\n".join(_bullet(b) for b in bullets)
 
 
-def reply_format_values() -> dict[str, str]:
+def config_line_keys(profile: Profile | None = None) -> tuple[tuple[str, str], ...]:
+    """(label, bare training key) of the Config line of a log entry (keys the schema knows)."""
+    return tuple((label, key.split(".", 1)[1]) for label, key in resolve(profile).config_line_keys())
+
+
+def config_aliases(profile: Profile | None = None) -> dict[str, str]:
+    """Config-line label -> dotted config key (what the reply check resolves a Config-line name to)."""
+    return {label: key for label, key in resolve(profile).config_line_keys()}
+
+
+# Config line of the alternating profile: label -> training key, and label -> dotted key.
+CONFIG_LINE_KEYS: tuple[tuple[str, str], ...] = config_line_keys(ALTERNATE)
+CONFIG_ALIASES: dict[str, str] = config_aliases(ALTERNATE)
+
+
+def status_words_text(profile: Profile | None = None) -> str:
+    return "/".join(resolve(profile).status.words)
+
+
+def reply_format_values(profile: Profile | None = None) -> dict[str, str]:
     """The rule text the reply format template (prompts/templates/reply_format.md) is filled with."""
+    p = resolve(profile)
     letters = "XYZABCDEFGHIJ"
+    s, w = p.status, p.status.words
+    cons = "".join(f" and {m} > {b:g}" for m, b in s.constraints.items())
+    broken = " or a hard constraint is broken" if s.constraints else ""
+    status_rule = (
+        f"`{w[0]}` when {s.metric} > {s.success_above:g}{cons}, `{w[1]}` for {s.partial_from:g}-{s.success_above:g}"
+        f"{cons}, `{w[2]}` below {s.partial_from:g}{broken} or when the slot failed."
+    )
+    explorable = list(p.explorable().items())
+    if p.name == ALTERNATE.name or not explorable:
+        example = "training:\n  n_alternations: 6"
+    else:
+        key, spec = explorable[0]
+        section, _, name = key.partition(".")
+        value = spec.values[0]
+        example = f"{section}:\n  {name}: {str(value).lower() if isinstance(value, bool) else format_value(value)}"
     return {
-        "status_rule": (
-            f"`converged` when connectivity_R2 > {CONVERGED:g}, `partial` for {PARTIAL:g}-{CONVERGED:g}, "
-            f"`failed` below {PARTIAL:g} or when the slot failed."
-        ),
-        "config_line": "Config: " + ", ".join(f"{label}={letters[k]}" for k, (label, _) in enumerate(CONFIG_LINE_KEYS)),
-        "edit_policy": edit_policy_text(),
+        "config_example": example,
+        "status_words": status_words_text(p),
+        "status_rule": status_rule,
+        "config_line": "Config: "
+        + ", ".join(f"{label}={letters[k % len(letters)]}" for k, (label, _) in enumerate(config_line_keys(p))),
+        "edit_policy": edit_policy_text(p),
         "drop_tol": f"{DROP_TOL:g}",
         "principle_runs": str(PRINCIPLE_MIN_RUNS),
     }

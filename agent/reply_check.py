@@ -29,12 +29,12 @@ from agent.config_policy import (
     replicate_mutation,
 )
 from agent.data_claims import check_entry, check_memory
-from agent.protocol import CONFIG_ALIASES, format_value
+from agent.profile import Profile
+from agent.protocol import config_aliases, format_value
 from agent.reply_parse import (
     CONTROLLER_SECTIONS,
     ENTRY_KEYS,
     LLM_SECTIONS,
-    STATUSES,
     TRENDS,
     ChangeClaim,
     ConfigProposal,
@@ -77,6 +77,7 @@ class ReplyContext(BaseModel):
     instruction_text: str = Field(
         "", description="the instructions the LLM read (base + addendum): their figures are citable when attributed"
     )
+    profile: Profile | None = Field(None, description="the exploration's profile (None: the alternating one)")
 
     _table: list[VarianceRow] | None = PrivateAttr(None)  # variance_table(all_results), once per context
 
@@ -173,19 +174,24 @@ def _check_lines(e: IterEntry, r: SlotResult) -> list[str]:
     return [f"Iter {e.iteration}: missing '{k}:' line" for k in required if k not in e.lines]
 
 
-def _check_status(e: IterEntry, r: SlotResult) -> list[str]:
-    want = protocol.entry_status(r)
-    if e.status == want:
+def _check_status(e: IterEntry, r: SlotResult, profile: Profile | None = None) -> list[str]:
+    p = protocol.resolve(profile)
+    want = protocol.entry_status(r, p)
+    words = [w.lower() for w in p.status.words]
+    if e.status == want.lower():
         return []
-    if e.status not in STATUSES:
+    if e.status not in words:
         return [
-            f"Iter {e.iteration}: status '{shorten(e.status)}' is not one of {'/'.join(STATUSES)}; measured '{want}'"
+            f"Iter {e.iteration}: status '{shorten(e.status)}' is not one of {'/'.join(p.status.words)}; "
+            f"measured '{want}'"
         ]
     if r.status == "failed" or r.metrics is None:
-        return [f"Iter {e.iteration}: status '{shorten(e.status)}' but the slot failed; write 'failed'"]
+        return [f"Iter {e.iteration}: status '{shorten(e.status)}' but the slot failed; write '{p.status.words[2]}'"]
+    measured = [p.status.metric, *(m for m in p.status.constraints if m != p.status.metric)]
+    values = ", ".join(f"{m}={_num(getattr(r.metrics, m))}" for m in measured)
     return [
-        f"Iter {e.iteration}: status '{shorten(e.status)}' but measured connectivity_R2={_num(r.metrics.connectivity_R2)} "
-        f"is '{want}' ({protocol.status_rule_text()})"
+        f"Iter {e.iteration}: status '{shorten(e.status)}' but measured {values} "
+        f"is '{want}' ({protocol.status_rule_text(p)})"
     ]
 
 
@@ -204,13 +210,13 @@ def _check_node(e: IterEntry, r: SlotResult, ctx: ReplyContext) -> list[str]:
     return errors
 
 
-def _check_config_line(e: IterEntry, r: SlotResult) -> list[str]:
+def _check_config_line(e: IterEntry, r: SlotResult, profile: Profile | None = None) -> list[str]:
     if e.config is None:
         return []
-    where, errors = f"Iter {e.iteration}: Config", []
-    errors.extend(f"{where}: {alias} missing" for alias in CONFIG_ALIASES if alias not in e.config)
+    where, errors, aliases = f"Iter {e.iteration}: Config", [], config_aliases(profile)
+    errors.extend(f"{where}: {alias} missing" for alias in aliases if alias not in e.config)
     for name, printed in e.config.items():
-        key = CONFIG_ALIASES.get(name) or next((f"{s}.{name}" for s in SECTIONS if name in r.trainable.get(s, {})), "")
+        key = aliases.get(name) or next((f"{s}.{name}" for s in SECTIONS if name in r.trainable.get(s, {})), "")
         section, _, field = key.partition(".")
         actual = r.trainable.get(section, {}).get(field) if key else None
         if not key or not is_number(actual):
@@ -375,9 +381,9 @@ def _check_entries(reply: Reply, ctx: ReplyContext, facts: ClaimFacts) -> list[s
         if e is None:
             continue
         errors += _check_lines(e, r)
-        errors += _check_status(e, r)
+        errors += _check_status(e, r, ctx.profile)
         errors += _check_node(e, r, ctx)
-        errors += _check_config_line(e, r)
+        errors += _check_config_line(e, r, ctx.profile)
         errors += _check_metrics(e, r)
         errors += _check_trajectory(e, r)
         errors += _check_mutation(e, r, known, ctx.base_trainable)
@@ -428,7 +434,7 @@ def _resolve_one(
     if errors or parent_tr is None or p.overlay is None:
         return None, errors
     try:
-        trainable = apply_overlay(parent_tr, p.overlay, label)
+        trainable = apply_overlay(parent_tr, p.overlay, label, ctx.profile)
         parse_experiment({"dataset": f"slot_{p.slot:02d}", **trainable}, label)
     except EditRejected as err:
         return None, err.errors
@@ -512,18 +518,17 @@ def _strategy_errors(planned: list[PlannedSlot], ctx: ReplyContext, known: dict[
     existing = {config_key(r.trainable) for r in known.values()}
     n_rep = sum(config_key(s.trainable) in existing for s in planned)
     rows = ctx.rows()
-    short = protocol.short_top_configs(rows)
-    need = min(protocol.replicates_required(rows), len(planned))
+    short = protocol.short_top_configs(rows, ctx.profile)
+    need = min(protocol.replicates_required(rows, ctx.profile), len(planned))
     if n_rep >= need:
         return []
+    prof = protocol.resolve(ctx.profile)
+    q, label = prof.replicates, protocol.metric_label(prof.primary_metric)
     if short:
-        why = f"until the top {protocol.TOP_CONFIGS} configs by conn_R2 mean each have >= {protocol.TOP_MIN_RUNS} runs; now "
+        why = f"until the top {q.top_configs} configs by {label} mean each have >= {q.top_min_runs} runs; now "
         why += ", ".join(f"{row.config_id} has {row.runs}" for row in short)
     else:
-        why = (
-            f"at least {protocol.STEADY_REPLICATES} per batch once the top {protocol.TOP_CONFIGS} configs have "
-            f">= {protocol.TOP_MIN_RUNS} runs"
-        )
+        why = f"at least {q.steady} per batch once the top {q.top_configs} configs have >= {q.top_min_runs} runs"
     return [
         f"batch {batch}: {n_rep} replicate slot(s) (re-running an existing config), at least {need} required ({why})"
     ]

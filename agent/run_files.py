@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from agent.profile import Profile
 from agent.protocol import over_time
 from agent.tree import best_node, block_span, render_ucb_scores, ucb_ranking
 from experiment.atomic import atomic_write_json, atomic_write_text
@@ -179,6 +180,7 @@ def render_memory(
     n_iterations: int,
     user_input: str | None,
     batch: int,
+    profile: Profile | None = None,
 ) -> tuple[str, str | None]:
     """memory.md after a batch (LLM sections from the reply, controller sections recomputed), and the
     ucb_scores.txt text (None before the first result)."""
@@ -190,7 +192,7 @@ def render_memory(
         block = block_of(max(r.iteration for r in results), claude.n_iter_block)
         first, last = block_span(results, block)
         ucb_text = render_ucb_scores(
-            ucb_ranking(results, block, claude.ucb_c, claude.ucb_reward), block, first, last, claude.ucb_c
+            ucb_ranking(results, block, claude.ucb_c, claude.ucb_reward, profile), block, first, last, claude.ucb_c
         )
         variance_md = render_variance_table(variance_table(results))
     else:
@@ -206,7 +208,7 @@ def render_memory(
             results,
             n_iterations,
             claude.n_iter_block,
-            best=best_node(results),
+            best=best_node(results, profile),
             over_limit=[r for r in results if over_time(r, claude.time_limit_min)],
             time_limit_min=claude.time_limit_min,
         ),
@@ -224,6 +226,7 @@ def write_controller_files(
     n_iterations: int,
     user_input: str | None,
     batch: int,
+    profile: Profile | None = None,
 ) -> None:
     """Rewrite memory.md and ucb_scores.txt after an accepted reply (idempotent)."""
     memory_text, ucb_text = render_memory(
@@ -234,6 +237,7 @@ def write_controller_files(
         n_iterations=n_iterations,
         user_input=user_input,
         batch=batch,
+        profile=profile,
     )
     atomic_write_text(files.memory, memory_text)
     if ucb_text is not None:

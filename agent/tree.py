@@ -13,7 +13,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from agent.profile import Profile
 from agent.protocol import UCB_C
+from agent.protocol import reward as profile_reward
 from experiment.exploration import ROOT, Parent, SlotResult
 from memory.variance import config_key
 
@@ -56,15 +58,27 @@ def visit_counts(nodes: dict[int, Parent]) -> dict[int, int]:
     return visits
 
 
-def _replicate_means(results: list[SlotResult]) -> dict[str, float]:
-    """Mean conn_R2 per config key over the whole run (failed runs count 0)."""
+def node_score(r: SlotResult, profile: Profile | None = None) -> float:
+    """A node's R2 in the tree: connectivity_R2 (alternating), else the profile's reward (primary metric, 0 when
+    a hard constraint fails)."""
+    return r.conn_r2 if profile is None else profile_reward(r, profile)
+
+
+def _replicate_means(results: list[SlotResult], profile: Profile | None = None) -> dict[str, float]:
+    """Mean node score per config key over the whole run (failed runs count 0)."""
     sums: dict[str, list[float]] = {}
     for r in results:
-        sums.setdefault(config_key(r.trainable), []).append(r.conn_r2)
+        sums.setdefault(config_key(r.trainable), []).append(node_score(r, profile))
     return {k: sum(v) / len(v) for k, v in sums.items()}
 
 
-def ucb_ranking(results: list[SlotResult], block: int, c: float = UCB_C, reward: Reward = "node") -> list[UcbEntry]:
+def ucb_ranking(
+    results: list[SlotResult],
+    block: int,
+    c: float = UCB_C,
+    reward: Reward = "node",
+    profile: Profile | None = None,
+) -> list[UcbEntry]:
     """UCB entries of the block's nodes, best first (ties by node id).
 
     ``results`` may hold the whole run: only nodes with ``block == block`` are scored, and the
@@ -76,10 +90,10 @@ def ucb_ranking(results: list[SlotResult], block: int, c: float = UCB_C, reward:
     nodes = {r.iteration: r.parent for r in members}
     visits = visit_counts(nodes)
     explore = c * math.sqrt(len(members))
-    means = _replicate_means(results) if reward == "replicate_mean" else {}
+    means = _replicate_means(results, profile) if reward == "replicate_mean" else {}
     entries = []
     for r in members:
-        value = means[config_key(r.trainable)] if reward == "replicate_mean" else r.conn_r2
+        value = means[config_key(r.trainable)] if reward == "replicate_mean" else node_score(r, profile)
         m = r.metrics if r.status == "completed" else None
         entries.append(
             UcbEntry(
@@ -124,9 +138,10 @@ def block_span(results: list[SlotResult], block: int) -> tuple[int, int]:
     return min(its), max(its)
 
 
-def best_node(results: list[SlotResult]) -> SlotResult | None:
-    """The completed node with the highest connectivity_R2 in the whole run (ties: lowest iteration)."""
+def best_node(results: list[SlotResult], profile: Profile | None = None) -> SlotResult | None:
+    """The completed node with the highest score (connectivity_R2, or the profile's reward) in the whole run
+    (ties: lowest iteration)."""
     done = [r for r in results if r.status == "completed" and r.metrics is not None]
     if not done:
         return None
-    return min(done, key=lambda r: (-r.conn_r2, r.iteration))
+    return min(done, key=lambda r: (-node_score(r, profile), r.iteration))

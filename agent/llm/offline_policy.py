@@ -1,7 +1,9 @@
 """The offline policy: a deterministic stand-in for the LLM that follows the parallel addendum.
 
-Block 1 runs the defaults unchanged for ``baseline_batches`` batches; afterwards each batch is
-exploit (highest-UCB node, one-parameter mutation from the explore ranges), exploit (second UCB
+It plays the run's profile (``ReplyContext.profile``; None: the alternating one): its status words, Config
+line, locked keys and explorable values. Block 1 runs the defaults unchanged for ``baseline_batches`` batches;
+afterwards each batch is exploit (highest-UCB node, one-parameter mutation from the profile's explorable
+values), exploit (second UCB
 node, or the same parent with another parameter), replicate (a promising config with < 3 runs)
 and replicate (the best config), dropping to one replicate once the top 3 configs have >= 3 runs.
 Its replies pass the same validation as the LLM's: it is the demo's default and the baseline the
@@ -15,22 +17,28 @@ from typing import Any
 from agent import protocol
 from agent.config_policy import Trainable, apply_overlay, diff_trainable, overlay_between
 from agent.llm.base import LLMRequest
+from agent.profile import Profile
 from agent.prompts import config_line, metrics_line, trajectory_lines, variance_update_line
 from agent.protocol import format_value
 from agent.reply_check import ReplyContext
-from agent.tree import UcbEntry, ucb_ranking
+from agent.tree import UcbEntry, node_score, ucb_ranking
 from experiment.exploration import ROOT, Parent, SlotResult, block_of
 from memory.variance import VarianceRow, config_ids, config_key, variance_table
 
-# The addendum's explorable alternating parameters, in the order of its suggested block partition.
-EXPLORE_RANGES: tuple[tuple[str, tuple[float | int, ...]], ...] = (
-    ("n_alternations", (2, 4, 6, 8)),
-    ("alternate_lr_W", (0.0, 1e-7, 6e-7, 6e-6)),
-    ("alternate_lr_edge", (0.0, 1e-7, 1.2e-6, 1.2e-5)),
-    ("alternate_vrest_ratio", (0.3, 0.5, 0.7)),
-    ("alternate_lr_update", (0.0, 1e-7, 1.2e-6, 1.2e-5)),
-    ("alternate_lr_embedding", (0.0, 1e-7, 1.55e-6, 1.55e-5)),
-)
+ExploreRanges = tuple[tuple[str, tuple[float | int | bool, ...]], ...]
+
+
+def explore_ranges(profile: Profile | None = None, *, dotted: bool = False) -> ExploreRanges:
+    """The profile's explorable keys the schema knows, with the values the policies try, in the profile's order
+    (bare training keys unless ``dotted``; graph_model keys only when ``dotted``)."""
+    items = protocol.resolve(profile).explorable().items()
+    if dotted:
+        return tuple((key, spec.values) for key, spec in items)
+    return tuple((key.split(".", 1)[1], spec.values) for key, spec in items if key.startswith("training."))
+
+
+# The alternating profile's explorable parameters, in the order of the addendum's suggested block partition.
+EXPLORE_RANGES: ExploreRanges = explore_ranges(protocol.ALTERNATE)
 
 
 class Proposal:
@@ -78,7 +86,11 @@ class OfflinePlanner:
         self.row_of = {row.config_id: row for row in self.rows}
         self.seen = {config_key(r.trainable) for r in self.results}
         self.block = ctx.block
-        self.ranking: list[UcbEntry] = ucb_ranking(self.results, self.block, ctx.ucb_c) if ctx.batch_results else []
+        self.profile = protocol.resolve(ctx.profile)
+        self.explore = explore_ranges(ctx.profile, dotted=True)
+        self.ranking: list[UcbEntry] = (
+            ucb_ranking(self.results, self.block, ctx.ucb_c, profile=ctx.profile) if ctx.batch_results else []
+        )
 
     # ------------------------------------------------------------------ reply
     def reply(self) -> str:
@@ -98,10 +110,10 @@ class OfflinePlanner:
         cid = self.ids[r.iteration]
         row = self.row_of[cid]
         lines = [
-            f"## Iter {r.iteration}: {protocol.entry_status(r)}",
+            f"## Iter {r.iteration}: {protocol.entry_status(r, self.ctx.profile)}",
             f"Node: id={r.iteration}, parent={r.parent}",
             f"Mode/Strategy: {r.strategy}",
-            config_line(r.trainable),
+            config_line(r.trainable, self.ctx.profile),
             metrics_line(r),
             trajectory_lines(r)[0],
             f"Embedding: {self._embedding_note(r)}",
@@ -153,7 +165,7 @@ class OfflinePlanner:
         if self._is_baseline_batch():
             return [Proposal(s, ROOT, "baseline") for s in range(n)]
         replicates = self._replicate_picks()
-        n_rep = min(len(replicates), protocol.replicates_required(self.rows), n)
+        n_rep = min(len(replicates), protocol.replicates_required(self.rows, self.ctx.profile), n)
         n_exploit = n - n_rep
         props = self._exploit_proposals(n_exploit)
         for k, node in enumerate(replicates[:n_rep]):
@@ -190,18 +202,19 @@ class OfflinePlanner:
 
     def _replicate_picks(self) -> list[int]:
         """Slot 3's best config and slot 2's most promising under-sampled config (slot order kept)."""
-        ranked = protocol.rank_configs(self.rows)
+        ranked = protocol.rank_configs(self.rows, self.ctx.profile)
         if not ranked:
             return []
         best = ranked[0]
-        needy = [r for r in ranked if r.runs < protocol.TOP_MIN_RUNS and r.config_id != best.config_id]
+        min_runs = self.profile.replicates.top_min_runs
+        needy = [r for r in ranked if r.runs < min_runs and r.config_id != best.config_id]
         second = needy[0] if needy else (ranked[1] if len(ranked) > 1 else best)
         return [self._representative(second), self._representative(best)]
 
     def _exploit_parents(self, n: int) -> list[tuple[Parent, Trainable]]:
         """Parents for the exploit/explore slots: UCB order inside a block, best configs at a block start."""
         if self.ctx.next_starts_block or not self.ranking:
-            ranked = protocol.rank_configs(self.rows)
+            ranked = protocol.rank_configs(self.rows, self.ctx.profile)
             cfgs = [self.by_id[row.iterations[0]].trainable for row in ranked] or [self.ctx.base_trainable]
             return [(ROOT, cfgs[min(k, len(cfgs) - 1)]) for k in range(n)]
         nodes = [e.node for e in self.ranking if self.by_id[e.node].status == "completed"] or [
@@ -212,13 +225,14 @@ class OfflinePlanner:
     def _mutate(self, slot: int, parent: Parent, parent_cfg: Trainable, taken: set[str], strategy: str) -> Proposal:
         """The first untried one-parameter change from the explore ranges (relative to ``parent_cfg``)."""
         base_overlay = self._overlay_from_root(parent_cfg) if parent == ROOT else {}
-        training = parent_cfg.get("training", {})
-        for key, values in EXPLORE_RANGES:
+        for dotted, values in self.explore:
+            section, _, key = dotted.partition(".")
+            current = parent_cfg.get(section, {})
             for value in values:
-                if key in training and _same(training[key], value):
+                if key in current and _same(current[key], value):
                     continue
-                overlay = _merge(base_overlay, {"training": {key: value}})
-                child = apply_overlay(self._start_cfg(parent), overlay, f"offline slot {slot}")
+                overlay = _merge(base_overlay, {section: {key: value}})
+                child = apply_overlay(self._start_cfg(parent), overlay, f"offline slot {slot}", self.ctx.profile)
                 ckey = config_key(child)
                 if ckey in self.seen or ckey in taken:
                     continue
@@ -249,8 +263,9 @@ class OfflinePlanner:
     def _knowledge_base(self) -> str:
         if not self.results:
             return (
-                "No results yet. Block 1 runs the alternate defaults unchanged in all 4 slots for "
-                f"{self.ctx.baseline_batches} batches to measure the variance baseline."
+                f"No results yet. Block 1 runs the {self.profile.defaults_label} unchanged in all "
+                f"{len(self.ctx.next_iterations) or 4} slots for {self.ctx.baseline_batches} batches to measure the "
+                "variance baseline."
             )
         lines = [
             "| Parameter change (vs base) | Config | Runs | conn_R2 mean | V_rest_R2 mean | Verdict |",
@@ -280,11 +295,7 @@ class OfflinePlanner:
         )
 
     def _open_questions(self) -> str:
-        return (
-            "- Does R2 hold during V_rest-phases, or do the inactive W / lin_edge learning rates let it drift?\n"
-            "- Does the first W-phase, which fits W against an untrained lin_phi, limit the final conn_R2?\n"
-            "- Which alternating parameter moves V_rest_R2 at all?"
-        )
+        return "\n".join(f"- {q}" for q in self.profile.open_questions) or "- None yet."
 
     def _current_block(self) -> str:
         nxt = self.ctx.next_iterations
@@ -292,11 +303,11 @@ class OfflinePlanner:
             return "Run complete."
         block = block_of(nxt[0], self.ctx.n_iter_block)
         if block == 1 and self.ctx.next_batch <= self.ctx.baseline_batches:
-            hypothesis = "baseline: measure the run-to-run variance of the alternate defaults"
+            hypothesis = f"baseline: measure the run-to-run variance of the {self.profile.defaults_label}"
         else:
             hypothesis = self._hypothesis(block)
         done = [r for r in self.results if r.block == block]
-        best = max(done, key=lambda r: (r.conn_r2, -r.iteration), default=None)
+        best = max(done, key=lambda r: (node_score(r, self.ctx.profile), -r.iteration), default=None)
         lines = [
             f"Block {block}; next iterations {nxt[0]}-{nxt[-1]}.",
             f"Hypothesis: {hypothesis}.",
@@ -308,13 +319,14 @@ class OfflinePlanner:
 
     def _hypothesis(self, block: int) -> str:
         """The Current Block hypothesis after the baseline batches."""
-        name = EXPLORE_RANGES[(block - 2) % len(EXPLORE_RANGES)][0] if block > 1 else "n_alternations"
+        names = [key.split(".", 1)[1] for key, _ in self.explore] or ["(none)"]
+        name = names[(block - 2) % len(names)] if block > 1 else names[0]
         return f"one-parameter mutations from the best nodes (first untried: {name} and the explore ranges)"
 
     def _block_summary(self) -> str:
         block = self.ctx.block
         done = [r for r in self.results if r.block == block]
-        best = max(done, key=lambda r: (r.conn_r2, -r.iteration))
+        best = max(done, key=lambda r: (node_score(r, self.ctx.profile), -r.iteration))
         failed = sum(1 for r in done if r.status == "failed")
         return (
             f"Block {block}: {len(done)} iterations, {failed} failed; best node {best.iteration} "

@@ -1,8 +1,9 @@
 """The Optuna policy: a Bayesian-optimisation baseline that plays the protocol like the LLM does.
 
 Each batch's exploit slots are asked from an Optuna study (ask-and-tell, ``TPESampler``, seeded) over the
-instruction files' explorable parameters: the addendum's alternating table (``EXPLORE_RANGES``, shared with
-the offline policy) and the regularisers of the base instructions' table. Everything else is the offline
+run's profile's explorable training keys (``explore_ranges``, shared with the offline policy) and the
+regularisers of the base instructions' table that the profile does not lock; the objective is the profile's
+reward (the primary metric, 0 when a hard constraint fails; connectivity_R2 for the alternating profile). Everything else is the offline
 policy's: baseline block first, the replicate quota, entries and memory built from measured values only
 (``OptunaPlanner`` subclasses ``OfflinePlanner`` and replaces only how exploit slots are chosen). The parent
 of a proposal is the existing node of the block nearest to it in config space (``root`` at a block start).
@@ -31,9 +32,11 @@ from typing import Any
 
 from agent.config_policy import Trainable, apply_overlay, diff_trainable, overlay_between, same_value
 from agent.llm.base import LLMRequest
-from agent.llm.offline_policy import EXPLORE_RANGES, OfflinePlanner, Proposal
-from agent.protocol import EXTRA_RANGES
+from agent.llm.offline_policy import OfflinePlanner, Proposal, explore_ranges
+from agent.profile import Profile
+from agent.protocol import blocked_keys, extra_ranges
 from agent.reply_check import ReplyContext
+from agent.tree import node_score
 from experiment.exploration import ROOT, Parent, SlotResult, block_of
 from memory.variance import config_key
 
@@ -45,7 +48,7 @@ SECTION = "training"  # every explorable parameter is a training: key
 
 # The regularisers of the base instructions' table, with the value of the spec's reference config
 # (shared/spec/PARITY.md section 1). Their grid is {0, reference / 10, reference} plus the base config's
-# value, inside the config policy's range (protocol.EXTRA_RANGES).
+# value, inside the config policy's range (protocol.extra_ranges).
 REGULARISER_REFERENCE: dict[str, float] = {
     "coeff_edge_diff": 750.0,
     "coeff_edge_norm": 0.9,
@@ -63,17 +66,21 @@ def _round(x: float) -> float:
     return float(f"{x:.6g}")
 
 
-def search_grid(base: Trainable) -> dict[str, tuple[Any, ...]]:
-    """Parameter -> ordered choices: the addendum's explore ranges, then the regulariser grid.
+def search_grid(base: Trainable, profile: Profile | None = None) -> dict[str, tuple[Any, ...]]:
+    """Parameter -> ordered choices: the profile's explorable training keys, then the regulariser grid (the
+    regularisers the profile locks are left out).
 
     The base config's value is always a choice, so the baseline runs are trials of the study.
     """
     training = base.get(SECTION, {})
     grid: dict[str, tuple[Any, ...]] = {}
-    for key, values in EXPLORE_RANGES:
+    for key, values in explore_ranges(profile):
         grid[key] = _with_base(values, training.get(key))
+    locked, ranges = blocked_keys(profile), extra_ranges(profile)
     for key, ref in REGULARISER_REFERENCE.items():
-        low, high = EXTRA_RANGES[f"{SECTION}.{key}"]
+        if f"{SECTION}.{key}" in locked or key in grid:
+            continue
+        low, high = ranges[f"{SECTION}.{key}"]
         values = tuple(v for v in (0.0, _round(ref / 10), _round(ref)) if low <= v <= high)
         grid[key] = _with_base(values, training.get(key))
     return grid
@@ -112,9 +119,9 @@ def params_of(trainable: Trainable, base: Trainable, grid: dict[str, tuple[Any, 
 _MISSING = object()
 
 
-def trainable_of(params: dict[str, Any], base: Trainable) -> Trainable:
+def trainable_of(params: dict[str, Any], base: Trainable, profile: Profile | None = None) -> Trainable:
     """The config a trial stands for: the base config with the trial's parameters."""
-    return apply_overlay(base, {SECTION: dict(params)}, "optuna trial")
+    return apply_overlay(base, {SECTION: dict(params)}, "optuna trial", profile)
 
 
 def config_distance(a: Trainable, b: Trainable, grid: dict[str, tuple[Any, ...]]) -> float:
@@ -195,7 +202,8 @@ class Tuner:
         self.study, self.ctx, self.TrialState = study, ctx, TrialState
         self.seed = int(study.user_attrs["seed"])
         self.base = ctx.base_trainable
-        self.grid = search_grid(self.base)
+        self.profile = ctx.profile
+        self.grid = search_grid(self.base, ctx.profile)
         self.dists = distributions(self.grid)
 
     # ------------------------------------------------------------------ reconcile
@@ -213,7 +221,7 @@ class Tuner:
             asked = running.pop(r.iteration, None)
             params = params_of(r.trainable, self.base, self.grid)
             if asked is not None and params is not None and _same_params(asked.params, params):
-                self.study.tell(asked.number, r.conn_r2)
+                self.study.tell(asked.number, node_score(r, self.profile))
                 continue
             if asked is not None:  # the slot ran another config than this trial: the trial never ran
                 self.study.tell(asked.number, state=self.TrialState.FAIL)
@@ -232,7 +240,7 @@ class Tuner:
             create_trial(
                 params=params,
                 distributions=self.dists,
-                value=r.conn_r2,
+                value=node_score(r, self.profile),
                 user_attrs={"iteration": r.iteration, "batch": r.batch, "slot": r.slot, "kind": kind},
             )
         )
@@ -248,7 +256,7 @@ class Tuner:
             iteration = self.ctx.next_iterations[slot]
             trial = running.pop(iteration, None)
             params = trial.params if trial is not None else self._ask(slot, iteration, taken, trials)
-            target = trainable_of(params, self.base)
+            target = trainable_of(params, self.base, self.profile)
             taken.add(config_key(target))
             out.append(target)
         for t in running.values():  # asked for a slot that is now a replicate: it will never run
@@ -268,7 +276,7 @@ class Tuner:
         while True:
             self.study.sampler = make_sampler(ask_seed(self.seed, iteration, attempt))
             trial = self.study.ask(self.dists)
-            key = config_key(trainable_of(trial.params, self.base))
+            key = config_key(trainable_of(trial.params, self.base, self.profile))
             if key not in taken or attempt >= MAX_DUPLICATE_ASKS:
                 trial.set_user_attr("iteration", iteration)
                 trial.set_user_attr("batch", self.ctx.next_batch)
@@ -280,7 +288,7 @@ class Tuner:
             attempt += 1
 
     def _measured_mean(self, key: str) -> float:
-        runs = [r.conn_r2 for r in self.ctx.all_results if config_key(r.trainable) == key]
+        runs = [node_score(r, self.profile) for r in self.ctx.all_results if config_key(r.trainable) == key]
         if runs:
             return sum(runs) / len(runs)
         # taken in this batch but not measured yet: the mean of the study so far keeps TPE neutral
@@ -329,7 +337,7 @@ class OptunaPlanner(OfflinePlanner):
             key=lambda r: (
                 config_distance(r.trainable, target, grid),
                 len(diff_trainable(r.trainable, target)),
-                -r.conn_r2,
+                -node_score(r, self.ctx.profile),
                 r.iteration,
             ),
         )
