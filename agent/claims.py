@@ -168,12 +168,18 @@ Interval = tuple[float, float]
 @dataclass(frozen=True)
 class ClaimFacts:
     """What a claim may match: the run's results (iteration -> result), its variance table, the iterations of
-    the batch the prompt showed, and the figures the instruction text states (metric -> closed intervals)."""
+    the batch the prompt showed, and the figures the instruction text states (metric -> closed intervals); the
+    exploration's primary metric and hard constraints say what "best" means."""
 
     results: dict[int, SlotResult]
     rows: list[VarianceRow]
     batch: list[int] = field(default_factory=list)
     references: dict[str, list[Interval]] = field(default_factory=dict)
+    primary: str = "connectivity_R2"
+    constraints: dict[str, float] = field(default_factory=dict)
+
+    def meets_constraints(self, node: SlotResult) -> bool:
+        return all(metric_value(m, node) > bound for m, bound in self.constraints.items())
 
     def row_of(self, iteration: int) -> VarianceRow | None:
         return next((row for row in self.rows if iteration in row.iterations), None)

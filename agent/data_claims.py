@@ -395,12 +395,17 @@ def _check_segment_count(
     return f"{found[0]} have {pred.text.replace('-phase', '')}" if found else None
 
 
-def _superlative_metric(sentence: str, m: re.Match[str]) -> str:
+def _superlative_metric(sentence: str, m: re.Match[str], primary: str) -> str:
+    """The metric a superlative is about: the one named right after it, else the last one before it, else the
+    first one named after it in the sentence, else the exploration's primary metric."""
     after = re.match(rf"\s*(?:mean\s+|average\s+)?(?P<name>{_NAME})(?!\w)", sentence[m.end() :], re.IGNORECASE)
     if after:
         return _metric(after.group("name"))
     before = list(re.finditer(rf"(?<![\w.])(?P<name>{_NAME})(?!\w)", sentence[: m.start()], re.IGNORECASE))
-    return _metric(before[-1].group("name")) if before else "connectivity_R2"
+    if before:
+        return _metric(before[-1].group("name"))
+    later = re.search(rf"(?<![\w.])(?P<name>{_NAME})(?!\w)", sentence[m.end() :], re.IGNORECASE)
+    return _metric(later.group("name")) if later else primary
 
 
 def _superlative_errors(where: str, sentence: str, facts: ClaimFacts, own: SlotResult | None) -> list[str]:
@@ -408,7 +413,7 @@ def _superlative_errors(where: str, sentence: str, facts: ClaimFacts, own: SlotR
         return []  # "0.552 vs the highest of the batch, 0.663": which number is the superlative's is unclear
     errors = []
     for m in _SUPERLATIVE.finditer(sentence):
-        metric = _superlative_metric(sentence, m)
+        metric = _superlative_metric(sentence, m, facts.primary)
         if metric == "training_time_min":
             continue
         high = m.group("word").lower() in ("highest", "best")
@@ -417,6 +422,8 @@ def _superlative_errors(where: str, sentence: str, facts: ClaimFacts, own: SlotR
         if named is None:
             continue
         label, runs = named
+        if m.group("word").lower() == "best" and metric == facts.primary and facts.constraints:
+            runs = [r for r in runs if facts.meets_constraints(r)] or runs  # best: among runs that keep the constraints
         variants = [[metric_value(metric, r) for r in v] for v in _variants(runs) if v]
         extremes = [(max if high else min)(v) for v in variants]
         if not extremes:

@@ -365,6 +365,8 @@ def claim_facts(ctx: ReplyContext) -> ClaimFacts:
         rows=ctx.rows() if known else [],
         batch=sorted(r.iteration for r in ctx.batch_results),
         references=reference_figures(ctx.instruction_text),
+        primary=protocol.resolve(ctx.profile).primary_metric,
+        constraints=dict(protocol.resolve(ctx.profile).status.constraints),
     )
 
 

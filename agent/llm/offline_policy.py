@@ -313,8 +313,12 @@ class OfflinePlanner:
             f"Hypothesis: {hypothesis}.",
             f"Iterations in this block so far: {len(done)}.",
         ]
-        if best is not None:
-            lines.append(f"Best node in block: {best.iteration} (conn_R2 {best.conn_r2:.3f}).")
+        primary = self.profile.primary_metric
+        constraints = self.profile.status.constraints.items()
+        kept = [r for r in done if all((protocol.metric_values(r) or {}).get(m, 0.0) > b for m, b in constraints)]
+        if best is not None and best in kept:
+            value = getattr(best.metrics, primary) if best.metrics is not None else 0.0
+            lines.append(f"Best node in block: {best.iteration} ({protocol.metric_label(primary)} {value:.3f}).")
         return "\n".join(lines)
 
     def _hypothesis(self, block: int) -> str:

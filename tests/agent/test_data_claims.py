@@ -214,3 +214,30 @@ def test_memory_sections_are_held_to_the_same_checks(facts: ClaimFacts, section:
 )
 def test_honest_memory_text_is_accepted(facts: ClaimFacts, section: str, body: str):
     assert check_memory(section, body, facts) == []
+
+
+@pytest.mark.parametrize(
+    ("claim", "accepted"),
+    [
+        ("Best node of the batch: 14 (V_rest_R2 0.400).", True),  # 13 has more V_rest but breaks conn_R2 > 0.8
+        ("Best node of the batch: 13 (V_rest_R2 0.600).", False),
+        ("Node 14 has the highest V_rest_R2 of the batch (0.400).", False),  # highest ignores the constraint: 0.600
+    ],
+)
+def test_best_means_the_primary_metric_among_runs_that_keep_the_constraints(claim: str, accepted: bool):
+    """Under a profile with a primary metric and hard constraints (gs_vrest), "best" with no metric named next to it
+    is about the primary metric, over the runs that keep the constraints; "highest" stays the plain maximum."""
+    batch = [
+        slot_result(13, conn=0.62, vrest=0.6, rows=rows(0.62, 0.01)),
+        slot_result(14, conn=0.85, vrest=0.4, rows=rows(0.85, 0.01)),
+        slot_result(15, conn=0.9, vrest=0.3, rows=rows(0.9, 0.01)),
+    ]
+    results = {r.iteration: r for r in batch}
+    facts = ClaimFacts(
+        results=results,
+        rows=variance_table(batch),
+        batch=[13, 14, 15],
+        primary="V_rest_R2",
+        constraints={"connectivity_R2": 0.8},
+    )
+    assert (check_memory("Current Block", claim, facts) == []) is accepted

@@ -1,9 +1,5 @@
 """Exploration profiles: each shipped profile loads, its rules reach the prompt, the checks and both policies,
 and the system text states the run's effective numbers (issue 22 item 2, issue 23 items 1, 3, 4).
-
-Tests marked ``needs_trainkeys`` depend on the trainer keys that branch `trainkeys` adds to the schema
-(recurrent_training, time_step, noise_recurrent_level, recurrent_training_start_epoch, learning_rate_update_start,
-grad_clip_W); they are skipped until those keys exist and must pass once it is merged.
 """
 
 from __future__ import annotations
@@ -21,7 +17,7 @@ from agent.journal import Journal
 from agent.llm.base import LLMRequest
 from agent.llm.offline_policy import OfflinePlanner, offline_policy
 from agent.llm.optuna_policy import OptunaPolicy, search_grid
-from agent.profile import Profile, ProfileError, load_profile_file, parse_profile, profile_path, schema_has
+from agent.profile import Profile, ProfileError, load_profile_file, parse_profile, profile_path
 from agent.prompts import PROMPTS_DIR, RunValues, load_instructions
 from agent.reply import parse_reply, validate_reply
 from agent.reply_check import PlannedSlot, ReplyContext, check_reply
@@ -41,17 +37,6 @@ EXPLORATIONS = {
     GS: ("flyvis_gs_demo_cpu.yaml", "flyvis_gs_cpu.yaml", "flyvis_62_1_gs.yaml"),
     VREST: ("flyvis_gs_vrest_demo_cpu.yaml", "flyvis_gs_vrest_cpu.yaml", "flyvis_62_1_gs_vrest.yaml"),
 }
-TRAINKEYS = (
-    "training.recurrent_training",
-    "training.time_step",
-    "training.noise_recurrent_level",
-    "training.recurrent_training_start_epoch",
-    "training.learning_rate_update_start",
-    "training.grad_clip_W",
-)
-needs_trainkeys = pytest.mark.skipif(
-    not all(schema_has(k) for k in TRAINKEYS), reason="needs the trainer keys of branch `trainkeys` in the schema"
-)
 N_SLOTS, N_ITER_BLOCK = 4, 12
 
 
@@ -102,7 +87,6 @@ def test_a_broken_profile_is_one_line_naming_the_file_and_the_field() -> None:
         parse_profile(data, "x.yaml")
 
 
-@needs_trainkeys
 def test_every_key_the_vrest_profile_names_is_in_the_schema() -> None:
     assert profile_of(VREST).pending_keys() == []
 
@@ -172,7 +156,7 @@ def test_the_vrest_prompt_states_its_words_constraint_locked_keys_and_config_lin
         "`V_rest success` when V_rest_R2 > 0.6 and connectivity_R2 > 0.8",
         "Locked by the gs_vrest profile",
         "`coeff_edge_diff`",
-        "Config: W_L2=",
+        "Config: lr_update=X, time_step=Y, noise_recurrent=Z, W_L2=A",
         "`connectivity_R2` > 0.8: a run that breaks it is a failure",
     ):
         assert part in flat, part
