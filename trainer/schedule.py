@@ -76,13 +76,7 @@ def phase_spans(niter: int, cfg: TrainingConfig) -> list[PhaseSpan]:
         joint = round(cfg.alternate_joint_ratio * niter)
         pieces: list[PhaseSpan] = [(0, joint, "W"), (joint, niter, "V_rest")]
     else:
-        n_alt = max(1, min(cfg.n_alternations, niter))
-        length = niter // n_alt
-        w_len = int(length * (1 - cfg.alternate_vrest_ratio))
-        w_first = cfg.alternate_first_phase == "W"
-        first: Phase = "W" if w_first else "V_rest"
-        second: Phase = "V_rest" if w_first else "W"
-        first_len = w_len if w_first else length - w_len
+        n_alt, length, first_len, first, second = _cycles(niter, cfg)
         pieces = []
         for cycle in range(n_alt):  # the last cycle's second phase keeps the niter % n_alt left over
             start, end = cycle * length, niter if cycle == n_alt - 1 else (cycle + 1) * length
@@ -108,17 +102,22 @@ def base_lrs(cfg: TrainingConfig) -> dict[str, float]:
     }
 
 
+def _cycles(niter: int, cfg: TrainingConfig) -> tuple[int, int, int, Phase, Phase]:
+    """The cyclic layout: (cycles, cycle length ``niter // n``, length of each cycle's first phase, first phase,
+    second phase); the W-phase is ``int(length * (1 - vrest_ratio))`` iterations, the V_rest-phase the rest."""
+    n_alt = max(1, min(cfg.n_alternations, niter))
+    length = niter // n_alt
+    w_len = int(length * (1 - cfg.alternate_vrest_ratio))
+    if cfg.alternate_first_phase == "W":
+        return n_alt, length, w_len, "W", "V_rest"
+    return n_alt, length, length - w_len, "V_rest", "W"
+
+
 def _cyclic_phase(iteration: int, niter: int, cfg: TrainingConfig) -> Phase:
     """The reference's cyclic rule: ``n_alternations`` cycles of ``niter // n`` iterations each, a W-phase of
     ``int(length * (1 - vrest_ratio))`` iterations and a V_rest-phase of the rest, in the order
     ``alternate_first_phase``; the ``niter % n`` iterations after the last cycle stay in its last phase."""
-    n_alt = max(1, min(cfg.n_alternations, niter))
-    length = niter // n_alt
-    w_len = int(length * (1 - cfg.alternate_vrest_ratio))
-    w_first = cfg.alternate_first_phase == "W"
-    first: Phase = "W" if w_first else "V_rest"
-    second: Phase = "V_rest" if w_first else "W"
-    first_len = w_len if w_first else length - w_len
+    n_alt, length, first_len, first, second = _cycles(niter, cfg)
     if iteration >= n_alt * length:
         return second
     return first if iteration % length < first_len else second
