@@ -13,6 +13,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -27,6 +30,28 @@ CRASH_ENV = "FLYVIS_AGENT_CRASH_AFTER"
 MAX_EVENT_BYTES = 8 * 1024 * 1024  # a whole accepted reply is < 1 MB even JSON-escaped
 
 E = TypeVar("E", bound=EventBase)
+
+
+@contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C that arrives inside the block and deliver it once the block is done.
+
+    A Python-level handler records it: masking SIGINT in the main thread is not enough, since the kernel may hand a
+    process signal to another thread (a worker, tqdm's monitor) and Python then raises it in the main thread
+    anyway. Only the main thread can swap handlers; elsewhere (and under a handler set outside Python) the block
+    runs as it is.
+    """
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is None:
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            signal.raise_signal(signal.SIGINT)
 
 
 class JournalError(RuntimeError):
@@ -109,16 +134,13 @@ class Journal:
         self._truncate_torn_tail()
         # Ctrl-C waits until the line is written and counted: one landing in the fsync (long on a loaded machine)
         # left the written line uncounted, and the next append cut it off (a submitted job no longer journaled).
-        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-        try:
+        with _sigint_deferred():
             with open(self.path, "ab") as fh:
                 fh.write(line)
                 fh.flush()
                 os.fsync(fh.fileno())
             self._valid_size = self.path.stat().st_size
             self.events.append(stamped)
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         self._maybe_crash(type_)
         return stamped
 
