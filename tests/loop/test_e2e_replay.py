@@ -135,7 +135,7 @@ def test_a_real_run_records_its_slots_and_replays_bit_for_bit_without_training(t
         assert all(math.isfinite(v) for v in metrics.values() if isinstance(v, float))
         assert metrics["test_R2"] >= -1 and 0 <= metrics["cluster_accuracy"] <= 1 and metrics["training_time_min"] > 0
         record = _record(recorded / "slot_records", i, results[i]["slot"])
-        assert {"status.json", "metrics.json", "connectivity_r2.log", "activity.png"} <= set(record.files)
+        assert {"status.json", "metrics.json", "connectivity_r2.log", "activity.png", "panel.png"} <= set(record.files)
         assert record.config is not None and record.config["training"]["n_iterations"] == 60
 
     replayed = tmp_path / "replayed"
@@ -147,5 +147,11 @@ def test_a_real_run_records_its_slots_and_replays_bit_for_bit_without_training(t
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert _results(replayed) == results
+    # the batch prompt carries one panel per completed slot; the replay allowed no drift, so the replayed prompt
+    # carried the same panels (the transcript store checks each image's sha256)
+    for run in (recorded, replayed):
+        (batch_1,) = sorted((run / "transcripts").glob("*_batch-001.json"))
+        labels = [image["label"] for image in json.loads(batch_1.read_text())["images"]]
+        assert labels == [f"slot {i - 1} (iteration {i}) panel" for i in (1, 3, 4)], (run.name, labels)
     for name in ("analysis.md", "memory.md", "ucb_scores.txt"):
         assert (replayed / name).read_text() == (recorded / name).read_text(), name
