@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         extra_checkpoints=args.at, on_recovered=on_recovered,
     )  # fmt: skip
     ev = evaluate(model, data, cfg, probe, result.seconds, result.recovered)
-    lever = vrest_lever_by_type(data, ev.recovered.V_rest)
+    lever = vrest_lever_by_type(data, ev.recovered.V_rest, probe.voltage_stats())  # stats read once
     record.update(
         wall_s=time.perf_counter() - t0,
         ms_per_iteration=1000.0 * result.seconds / args.iterations,

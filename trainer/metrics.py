@@ -267,6 +267,10 @@ class Probe:
             embedding=np_(model.a),
         )
 
+    def voltage_stats(self) -> tuple[np.ndarray, np.ndarray]:
+        """The training voltage's per-neuron (mu, sigma) as numpy arrays (what ``activity_stats`` returned)."""
+        return self.mu.cpu().numpy(), self.sigma.cpu().numpy()
+
     def connectivity_r2(self, model: FlyVisGNN) -> float:
         return connectivity_r2(self.recover(model).W_corrected, self.w_true)
 

@@ -86,7 +86,7 @@ def write_images(
         "lever": out / VREST_LEVER_PNG,
         "panel": out / PANEL_PNG,
     }
-    stats = None if probe is None else (probe.mu.cpu().numpy(), probe.sigma.cpu().numpy())
+    stats = None if probe is None else probe.voltage_stats()
     lever = vrest_lever_by_type(data, rec.V_rest, stats)
     plots.scatter_true_learned(data.W, rec.W_corrected, "corrected W* vs true W", "W", paths["W"], outlier=W_OUTLIER)
     plots.embedding_plot(rec.embedding, data.types, data.type_names, paths["emb"])
