@@ -218,11 +218,14 @@ def make_loss_fn(
         raise ValueError("recurrent_training needs delta_t (the dataset's Euler step)")
     dt = float(delta_t or 0.0)
 
-    def loss_of(v: torch.Tensor, y: torch.Tensor, stim: torch.Tensor, coeff: Mapping[str, Coefficient]) -> torch.Tensor:
-        loss = data_loss(model(v, stim), y)
+    def regularised(loss: torch.Tensor, v: torch.Tensor, coeff: Mapping[str, Coefficient]) -> torch.Tensor:
+        """The data term plus the regularisers on the batch's last frame."""
         for term in weighted_regularisers(model, v[-1], coeff, xnorm).values():
             loss = loss + term
         return loss
+
+    def loss_of(v: torch.Tensor, y: torch.Tensor, stim: torch.Tensor, coeff: Mapping[str, Coefficient]) -> torch.Tensor:
+        return regularised(data_loss(model(v, stim), y), v, coeff)
 
     def recurrent_of(
         v: torch.Tensor,
@@ -231,10 +234,7 @@ def make_loss_fn(
         noise: torch.Tensor | None,
         coeff: Mapping[str, Coefficient],
     ) -> torch.Tensor:
-        loss = rollout_loss(model, v, target, stim, dt, noise)
-        for term in weighted_regularisers(model, v[-1], coeff, xnorm).values():
-            loss = loss + term
-        return loss
+        return regularised(rollout_loss(model, v, target, stim, dt, noise), v, coeff)
 
     per_epoch: dict[int, Mapping[str, Coefficient]] = {}  # the coefficients of the current epoch, made once
     graph_terms = ever_active(cfg) if cfg.compile != "off" else ()  # a term never active stays out of the graph
