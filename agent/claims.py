@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 
+from agent.profile import VARIANCE_COLUMN
 from agent.reply_parse import ENTRY_KEYS, ENTRY_LINE, clean_line, shorten
 from experiment.exploration import SlotResult
 from memory.variance import VarianceRow
@@ -107,24 +108,6 @@ PHASE_WORDS = re.compile(r"\b(?:phases?|segments?)\b|-phase", re.IGNORECASE)
 SUPERLATIVE_WORDS = re.compile(r"\b(?:best|worst|highest|lowest|top|max|maximum|min|minimum)\b", re.IGNORECASE)
 # A change verb links a value only with "to"/"from"/"at" ("rose to 0.91"); "rose 0.03" / "improved 15%" are changes.
 CHANGE_VERBS = "rose|rises|risen|fell|falls|fallen|dropped|drops|climbed|climbs|improved|improves|decreased|increased"
-_TABLE_MEAN = {
-    "connectivity_R2": "conn_mean",
-    "tau_R2": "tau_mean",
-    "V_rest_R2": "vrest_mean",
-    "cluster_accuracy": "cluster_mean",
-}
-_TABLE_CV = {
-    "connectivity_R2": "conn_cv",
-    "tau_R2": "tau_cv",
-    "V_rest_R2": "vrest_cv",
-    "cluster_accuracy": "cluster_cv",
-}
-_TABLE_STD = {
-    "connectivity_R2": "conn_std",
-    "tau_R2": "tau_std",
-    "V_rest_R2": "vrest_std",
-    "cluster_accuracy": "cluster_std",
-}
 _NAME = "|".join(
     "[ _]".join(re.escape(part) for part in re.split("[ _]", alias))
     for alias in sorted(METRIC_ALIASES, key=len, reverse=True)
@@ -361,18 +344,20 @@ class Scope:
         return self._cache[key]
 
     def _cv_values(self, metric: str) -> list[float]:
-        fields = [_TABLE_CV[metric]] if metric in _TABLE_CV else []
-        if self.std and metric == "connectivity_R2":
-            fields += ["conn_cv_std", "conn_cv_low", "conn_cv_high"]
-        found = [getattr(r, f) for r in self.rows for f in fields]
+        short = VARIANCE_COLUMN.get(metric)
+        if short is None:
+            return []
+        found = [row.cv(short) for row in self.rows]
+        if self.std:  # the CV estimate's bootstrap std and interval
+            found += [v for row in self.rows for v in row.cv_estimate(short).model_dump().values()]
         return [v for v in found if math.isfinite(v)]
 
     def _values(self, metric: str) -> list[float]:
         found = [v for node in self.known for v in _node_values(metric, node)]
-        if metric in _TABLE_MEAN:
-            found += [getattr(row, _TABLE_MEAN[metric]) for row in self.rows]
+        if metric in VARIANCE_COLUMN:
+            found += [row.mean(VARIANCE_COLUMN[metric]) for row in self.rows]
             if self.std:
-                found += [getattr(row, _TABLE_STD[metric]) for row in self.rows]
+                found += [row.std(VARIANCE_COLUMN[metric]) for row in self.rows]
         if self.phase and metric == "connectivity_R2":
             found += [v for node in self.known for v in _segment_values(node)]
         if self.superlative:

@@ -468,7 +468,7 @@ class Controller:
         if batch and self.is_block_end(batch):
             block = block_of(self.batch_iterations(batch)[0], self.claude.n_iter_block)
             self.files.end_block(block)
-            plot_block_tree(results, block, self.files.block_tree_png(block), c=self.claude.ucb_c)
+            plot_block_tree(results, block, self.files.block_tree_png(block), c=self.claude.ucb_c, profile=self.profile)
             first, last = block_range(block, self.claude.n_iter_block)
             done = self.batch_iterations(batch)[-1]
             how = "ended" if done >= last else f"closed at the end of the run (iterations {first}-{done} of {last})"

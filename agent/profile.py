@@ -17,17 +17,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from experiment.config import GraphModelConfig, TrainingConfig
 from experiment.yaml_io import YamlError, load_yaml_text
+from memory.variance import METRIC_COLUMNS
 
 PROFILE_SUFFIX = ".profile.yaml"
 Metric = Literal["connectivity_R2", "tau_R2", "V_rest_R2", "cluster_accuracy", "test_R2", "test_pearson"]
 SECTIONS: dict[str, type[BaseModel]] = {"training": TrainingConfig, "graph_model": GraphModelConfig}
-# Short metric names of the variance table's columns (memory.variance.VarianceRow: <short>_mean).
-VARIANCE_COLUMN: dict[str, str] = {
-    "connectivity_R2": "conn",
-    "tau_R2": "tau",
-    "V_rest_R2": "vrest",
-    "cluster_accuracy": "cluster",
-}
+# Metric -> short name of its variance-table columns (memory.variance.VarianceRow: <short>_mean).
+VARIANCE_COLUMN: dict[str, str] = {metric: short for short, metric in METRIC_COLUMNS.items()}
 
 
 class ProfileError(ValueError):
@@ -65,12 +61,16 @@ class StatusRule(_Model):
 
 class Replicates(_Model):
     """Replicate quota: ``growth`` replicate slots per batch while one of the ``top_configs`` best configs
-    has fewer than ``top_min_runs`` runs, then ``steady``."""
+    has fewer than ``top_min_runs`` runs, then ``steady``. Stopping rule: a config has enough runs with
+    ``stop_min_runs`` runs or more and a CV estimate of the primary metric whose bootstrap std is below
+    ``stop_cv_std_max`` percentage points (plus a clear verdict, agent.protocol)."""
 
     top_configs: int = Field(3, ge=1)
     top_min_runs: int = Field(3, ge=1)
     growth: int = Field(2, ge=0)
     steady: int = Field(1, ge=0)
+    stop_min_runs: int = Field(4, ge=2)
+    stop_cv_std_max: float = Field(2.0, gt=0)
 
 
 class Explorable(_Model):
@@ -118,12 +118,15 @@ class Profile(_Model):
         both = sorted(set(self.locked) & set(self.explore))
         if both:
             raise ValueError(f"locked and explorable at once: {', '.join(both)}")
-        unknown = [k for k in self.locked if not schema_has(k)]
-        if unknown:
-            raise ValueError(f"locked keys unknown to the schema: {', '.join(unknown)}")
+        for what, keys in (("locked", self.locked), ("explore", self.explore), ("ranges", self.ranges)):
+            unknown = [k for k in keys if not schema_has(k)]
+            if unknown:
+                raise ValueError(f"{what} keys unknown to the schema: {', '.join(unknown)}")
         for label, key in self.config_line:
-            if not key.startswith("training.") and not key.startswith("graph_model."):
-                raise ValueError(f"config_line {label}: key must read training.<name> or graph_model.<name>")
+            if not schema_has(key):
+                raise ValueError(f"config_line {label}: {key} is not a training.<name> or graph_model.<name> key")
+        if self.primary_metric not in VARIANCE_COLUMN:
+            raise ValueError(f"primary_metric must be one of the variance table's: {', '.join(VARIANCE_COLUMN)}")
         if self.primary_metric != self.status.metric:
             raise ValueError("primary_metric must be the status rule's metric")
         return self
@@ -146,24 +149,16 @@ class Profile(_Model):
         v = values.get(self.primary_metric, 0.0)
         return v if math.isfinite(v) else 0.0
 
-    # ------------------------------------------------------------------ keys of today's schema
-    def explorable(self) -> dict[str, Explorable]:
-        """The explorable keys the schema knows (a key another branch adds is skipped until it exists)."""
-        return {k: v for k, v in self.explore.items() if schema_has(k)}
+    @property
+    def primary_column(self) -> str:
+        """The primary metric's short name in the variance table (conn, tau, vrest, cluster)."""
+        return VARIANCE_COLUMN[self.primary_metric]
 
-    def pending_keys(self) -> list[str]:
-        """Explorable or Config-line keys the schema does not know yet."""
-        keys = [*self.explore, *(key for _, key in self.config_line)]
-        return sorted({k for k in keys if not schema_has(k)})
-
-    def config_line_keys(self) -> tuple[tuple[str, str], ...]:
-        """The Config-line labels whose keys the schema knows."""
-        return tuple((label, key) for label, key in self.config_line if schema_has(key))
-
+    # ------------------------------------------------------------------ keys
     def all_ranges(self) -> dict[str, tuple[int | float, int | float]]:
-        """``ranges`` plus the range of every explorable key the schema knows."""
+        """``ranges`` plus the range of every explorable key."""
         out = dict(self.ranges)
-        for key, spec in self.explorable().items():
+        for key, spec in self.explore.items():
             if spec.range is not None:
                 out.setdefault(key, spec.range)
         return out

@@ -200,6 +200,17 @@ def load_exploration_profile(base: Path) -> Profile:
         raise PromptError(str(err)) from None
 
 
+def run_profile(instructions: str | None) -> Profile | None:
+    """The profile of a run that recorded ``instructions`` (its journal's start event); None (the alternating
+    profile) when it recorded none or the file is gone since."""
+    if not instructions:
+        return None
+    try:
+        return load_instructions(instructions).profile
+    except PromptError:
+        return None
+
+
 def load_instructions(name_or_path: str | Path, values: RunValues | None = None) -> Instructions:
     """Base instructions, their ``<stem>_parallel.md`` addendum and ``<stem>.profile.yaml`` beside them, and the
     system text rendered with ``values`` (default: the protocol's defaults)."""
@@ -564,7 +575,7 @@ def render_batch_prompt(ctx: BatchPromptInput) -> str:
             "slots": "\n".join(_slot_text(r, ids, rows, ctx.time_limit_min, ctx.profile) for r in batch),
             "images": _images_text(ctx, batch),
             "ucb": ucb,
-            "variance": render_variance_table(table) + "\n" + protocol.cv_estimates_text(table),
+            "variance": render_variance_table(table) + "\n" + protocol.cv_estimates_text(table, ctx.profile),
             "best": _best_text(ctx.results, ids, rows, ctx.profile),
             "rules": _rules_text(ctx, batch, table),
             "memory": memory_for_prompt(ctx.memory_text).strip("\n"),

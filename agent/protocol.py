@@ -48,6 +48,7 @@ def default_profile() -> Profile:
     status = {"success_above": CONVERGED, "partial_from": PARTIAL}
     quota = {"top_configs": TOP_CONFIGS, "top_min_runs": TOP_MIN_RUNS, "growth": GROWTH_REPLICATES}
     quota["steady"] = STEADY_REPLICATES
+    quota.update(stop_min_runs=ENOUGH_RUNS, stop_cv_std_max=CV_STD_MAX)
     profile = ALTERNATE.model_copy(
         update={
             "status": ALTERNATE.status.model_copy(update=status),
@@ -125,12 +126,13 @@ def metric_label(metric: str) -> str:
 
 
 def _row_mean(row: VarianceRow, metric: str) -> float:
-    return float(getattr(row, f"{VARIANCE_COLUMN.get(metric, 'conn')}_mean"))
+    return row.mean(VARIANCE_COLUMN[metric])
 
 
-# Stopping rule (parallel addendum): a config has enough replicates with >= ENOUGH_RUNS runs, the std of its
-# CV(conn_R2) estimate (memory.variance's bootstrap) below CV_STD_MAX percentage points and a clear verdict.
-ENOUGH_RUNS, CV_STD_MAX = 4, 2.0
+# Stopping rule (parallel addendum): a config has enough replicates with >= ENOUGH_RUNS runs, the std of the
+# CV estimate of the profile's primary metric (memory.variance's bootstrap) below CV_STD_MAX percentage points
+# and a clear verdict. The constants are the alternating profile's (conn_R2); other profiles state their own.
+ENOUGH_RUNS, CV_STD_MAX = ALTERNATE.replicates.stop_min_runs, ALTERNATE.replicates.stop_cv_std_max
 CLEAR_VERDICTS = ("robust", "fragile")
 
 
@@ -140,38 +142,46 @@ PRINCIPLE_MIN_RUNS = 3
 DROP_TOL = 0.005
 
 
-def enough_runs_mark(row: VarianceRow) -> str:
-    """``yes`` when a config meets the stopping rule, else ``no: <what is missing>``."""
+def enough_runs_mark(row: VarianceRow, profile: Profile | None = None) -> str:
+    """``yes`` when a config meets the profile's stopping rule, else ``no: <what is missing>``."""
+    p = resolve(profile)
+    min_runs, cv_std_max = p.replicates.stop_min_runs, p.replicates.stop_cv_std_max
+    est = row.cv_estimate(p.primary_column)
     missing = []
-    if row.runs < ENOUGH_RUNS:
-        missing.append(f"runs {row.runs} < {ENOUGH_RUNS}")
-    if not math.isfinite(row.conn_cv_std):
+    if row.runs < min_runs:
+        missing.append(f"runs {row.runs} < {min_runs}")
+    if not math.isfinite(est.std):
         missing.append("CV std n/a")
-    elif row.conn_cv_std >= CV_STD_MAX:
-        missing.append(f"CV std {row.conn_cv_std:.1f} >= {CV_STD_MAX:g} pp")
+    elif est.std >= cv_std_max:
+        missing.append(f"CV std {est.std:.1f} >= {cv_std_max:g} pp")
     if row.verdict not in CLEAR_VERDICTS:
         missing.append(f"verdict {row.verdict}")
     return "yes" if not missing else "no: " + ", ".join(missing)
 
 
-def has_enough_runs(row: VarianceRow) -> bool:
+def has_enough_runs(row: VarianceRow, profile: Profile | None = None) -> bool:
     """The config meets the stopping rule: stop replicating it."""
-    return enough_runs_mark(row) == "yes"
+    return enough_runs_mark(row, profile) == "yes"
 
 
-def stopping_rule_text() -> str:
+def stopping_rule_text(profile: Profile | None = None) -> str:
     """The stopping rule as the batch prompt states it under the CV estimates."""
+    p = resolve(profile)
     return (
-        f"Enough runs (stop replicating): >= {ENOUGH_RUNS} runs, std of the CV(conn_R2) estimate < {CV_STD_MAX:g} "
-        f"percentage points, and verdict {' or '.join(CLEAR_VERDICTS)}. The std and the 95% interval come from a "
-        "seeded bootstrap over the config's runs."
+        f"Enough runs (stop replicating): >= {p.replicates.stop_min_runs} runs, std of the "
+        f"CV({metric_label(p.primary_metric)}) estimate < {p.replicates.stop_cv_std_max:g} percentage points, and "
+        f"verdict {' or '.join(CLEAR_VERDICTS)}. The std and the 95% interval come from a seeded bootstrap over "
+        "the config's runs."
     )
 
 
-def cv_estimates_text(rows: Sequence[VarianceRow]) -> str:
-    """The CV estimate table with the stopping rule's mark per config, and the rule, for the batch prompt."""
-    marks = {row.config_id: enough_runs_mark(row) for row in rows}
-    return render_cv_estimates(list(rows), marks) + "\n" + stopping_rule_text() + "\n"
+def cv_estimates_text(rows: Sequence[VarianceRow], profile: Profile | None = None) -> str:
+    """The CV estimate table of the primary metric with the stopping rule's mark per config, and the rule, for
+    the batch prompt."""
+    p = resolve(profile)
+    marks = {row.config_id: enough_runs_mark(row, p) for row in rows}
+    table = render_cv_estimates(list(rows), marks, p.primary_column, metric_label(p.primary_metric))
+    return table + "\n" + stopping_rule_text(p) + "\n"
 
 
 def rank_configs(rows: Sequence[VarianceRow], profile: Profile | None = None) -> list[VarianceRow]:
@@ -339,26 +349,20 @@ def edit_policy_text(profile: Profile | None = None) -> str:
             + "; ".join(f"{', '.join(ks)}: {why}" for why, ks in reasons.items())
             + "."
         )
-    explorable = [f"`{k.split('.', 1)[1]}`" for k in p.explorable()]
+    explorable = [f"`{k.split('.', 1)[1]}`" for k in p.explore]
     if not alternating and explorable:
         bullets.append(f"Explorable in the {p.name} profile: {', '.join(explorable)}.")
-    pending = [f"`{k.split('.', 1)[1]}`" for k in p.pending_keys()]
-    if not alternating and pending:
-        bullets.append(
-            f"Named by the {p.name} profile but unknown to this trainer's schema, so rejected for now: "
-            f"{', '.join(pending)}."
-        )
     return "\n".join(_bullet(b) for b in bullets)
 
 
 def config_line_keys(profile: Profile | None = None) -> tuple[tuple[str, str], ...]:
     """(label, bare training key) of the Config line of a log entry (keys the schema knows)."""
-    return tuple((label, key.split(".", 1)[1]) for label, key in resolve(profile).config_line_keys())
+    return tuple((label, key.split(".", 1)[1]) for label, key in resolve(profile).config_line)
 
 
 def config_aliases(profile: Profile | None = None) -> dict[str, str]:
     """Config-line label -> dotted config key (what the reply check resolves a Config-line name to)."""
-    return {label: key for label, key in resolve(profile).config_line_keys()}
+    return {label: key for label, key in resolve(profile).config_line}
 
 
 # Config line of the alternating profile: label -> training key, and label -> dotted key.
@@ -381,7 +385,7 @@ def reply_format_values(profile: Profile | None = None) -> dict[str, str]:
         f"`{w[0]}` when {s.metric} > {s.success_above:g}{cons}, `{w[1]}` for {s.partial_from:g}-{s.success_above:g}"
         f"{cons}, `{w[2]}` below {s.partial_from:g}{broken} or when the slot failed."
     )
-    explorable = list(p.explorable().items())
+    explorable = list(p.explore.items())
     if p.name == ALTERNATE.name or not explorable:
         example = "training:\n  n_alternations: 6"
     else:

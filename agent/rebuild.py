@@ -13,7 +13,7 @@ from pathlib import Path
 from agent.cli_args import REBUILD_EXIT_CODES, OneLineParser, exit_codes_epilog
 from agent.config_policy import load_slot_template, render_slot_config
 from agent.journal import Journal
-from agent.prompts import PromptError, load_instructions
+from agent.prompts import run_profile
 from agent.run_files import RunFiles, render_analysis, render_memory
 from agent.run_state import RunState
 from experiment.atomic import atomic_write_text
@@ -27,11 +27,7 @@ def rebuild_run_files(run_dir: Path) -> dict[str, str]:
     state = RunState.from_events(Journal(run_dir).events, n_slots=claude.n_slots)
     if state.last_start is None:
         return {}
-    name = state.last_start.instructions
-    try:  # the exploration's profile scores the tree (no name, or a file gone since: the alternating one)
-        profile = load_instructions(name).profile if name else None
-    except PromptError:
-        profile = None
+    profile = run_profile(state.last_start.instructions)  # scores the tree
     out: dict[str, str] = {
         files.analysis.name: render_analysis(
             state.analysis_entries(), files.name, claude.n_iter_block, state.batch_size

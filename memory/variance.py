@@ -2,8 +2,9 @@
 
 PROTOCOL.md section 7. Groups span the whole run (all blocks); a failed run counts as 0 for every
 metric. The table is computed by code and written into memory.md's Variance Estimates section.
-Each row also carries how well its CV(conn_R2) is determined: the std of the CV estimate and a 95%
-interval from a seeded bootstrap over the config's runs (what the replicate stopping rule reads).
+Each row also carries how well each metric's CV is determined: the std of the CV estimate and a 95%
+interval from a seeded bootstrap over the config's runs (the replicate stopping rule reads the one of the
+exploration's primary metric).
 """
 
 from __future__ import annotations
@@ -39,10 +40,28 @@ ROBUST_RULES: dict[str, tuple[float, float]] = {
 ROBUST_MIN_RUNS = 3
 FRAGILE_CV = 25.0  # percent
 FRAGILE_MIN_FRACTION = 0.5  # of the mean
-# Bootstrap of CV(conn_R2): resamples, seed (fixed: a row's interval depends only on its runs), interval level.
+# The table's metrics: short name (the VarianceRow field prefix) -> SlotMetrics field, in column order.
+METRIC_COLUMNS: dict[str, str] = {
+    "conn": "connectivity_R2",
+    "tau": "tau_R2",
+    "vrest": "V_rest_R2",
+    "cluster": "cluster_accuracy",
+}
+# Bootstrap of each CV: resamples, seed (fixed: a row's interval depends only on its runs), interval level.
 CV_BOOTSTRAP_RESAMPLES = 2000
 CV_BOOTSTRAP_SEED = 20260
 CV_INTERVAL = 0.95
+
+
+class CvEstimate(BaseModel):
+    """How well a config's CV of one metric is known: the bootstrap std of the CV estimate (percentage points)
+    and its 95% interval (percent); nan for fewer than 2 runs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    std: float = math.nan
+    low: float = math.nan
+    high: float = math.nan
 
 
 class VarianceRow(BaseModel):
@@ -67,9 +86,19 @@ class VarianceRow(BaseModel):
     cluster_std: float
     cluster_cv: float
     verdict: Verdict
-    conn_cv_std: float = math.nan  # std of the CV(conn_R2) estimate, percentage points (nan: < 2 runs)
-    conn_cv_low: float = math.nan  # 95% bootstrap interval of CV(conn_R2), percent
-    conn_cv_high: float = math.nan
+    cv_estimates: dict[str, CvEstimate] = {}  # short metric name (METRIC_COLUMNS) -> its CV estimate
+
+    def mean(self, short: str) -> float:
+        return float(getattr(self, f"{short}_mean"))
+
+    def std(self, short: str) -> float:
+        return float(getattr(self, f"{short}_std"))
+
+    def cv(self, short: str) -> float:
+        return float(getattr(self, f"{short}_cv"))
+
+    def cv_estimate(self, short: str) -> CvEstimate:
+        return self.cv_estimates.get(short, CvEstimate())
 
 
 def _canonical(value: Any) -> Any:
@@ -118,17 +147,17 @@ def _cvs(values: np.ndarray) -> np.ndarray:
     return np.where(means != 0, 100.0 * stds / safe, 0.0)
 
 
-def cv_estimate(values: np.ndarray) -> tuple[float, float, float]:
-    """(std, low, high) of the CV estimate of ``values`` in percent, from a seeded bootstrap over the runs:
-    the std of the resampled CVs and their central CV_INTERVAL interval; nan for fewer than 2 runs."""
+def cv_estimate(values: np.ndarray) -> CvEstimate:
+    """The CV estimate of ``values`` in percent from a seeded bootstrap over the runs: the std of the
+    resampled CVs and their central CV_INTERVAL interval; nan for fewer than 2 runs."""
     n = values.size
     if n < 2:
-        return math.nan, math.nan, math.nan
+        return CvEstimate()
     rng = np.random.default_rng(CV_BOOTSTRAP_SEED)
     cvs = _cvs(values[rng.integers(0, n, size=(CV_BOOTSTRAP_RESAMPLES, n))])
     tail = 100.0 * (1.0 - CV_INTERVAL) / 2.0
     low, high = np.percentile(cvs, [tail, 100.0 - tail])
-    return float(cvs.std(ddof=1)), float(low), float(high)
+    return CvEstimate(std=float(cvs.std(ddof=1)), low=float(low), high=float(high))
 
 
 def _metric_matrix(group: list[SlotResult]) -> np.ndarray:
@@ -164,7 +193,6 @@ def _row(config_id: str, group: list[SlotResult]) -> VarianceRow:
     stats = [_stats(values[:, j]) for j in range(4)]
     trend = sum(1 for r in group if r.status == "completed" and r.trajectory is not None and r.trajectory.final_ge_peak)
     (cm, cs, cc), (tm, ts, tc), (vm, vs, vc), (km, ks, kc) = stats
-    cv_std, cv_low, cv_high = cv_estimate(values[:, 0])
     return VarianceRow(
         config_id=config_id,
         iterations=[r.iteration for r in group],
@@ -183,9 +211,7 @@ def _row(config_id: str, group: list[SlotResult]) -> VarianceRow:
         cluster_std=ks,
         cluster_cv=kc,
         verdict=verdict_of(values),
-        conn_cv_std=cv_std,
-        conn_cv_low=cv_low,
-        conn_cv_high=cv_high,
+        cv_estimates={short: cv_estimate(values[:, j]) for j, short in enumerate(METRIC_COLUMNS)},
     )
 
 
@@ -231,17 +257,23 @@ def render_variance_table(rows: list[VarianceRow]) -> str:
     return "\n".join(lines) + "\n"
 
 
-CV_ESTIMATE_HEADER = "| Config ID | Runs | CV(conn_R2) | std of the CV estimate | 95% interval | Enough runs? |"
+def cv_estimate_header(label: str) -> str:
+    """The CV estimate table's header for a metric named ``label`` (e.g. conn_R2)."""
+    return f"| Config ID | Runs | CV({label}) | std of the CV estimate | 95% interval | Enough runs? |"
+
+
 CV_ESTIMATE_SEPARATOR = "|-----------|------|-------------|------------------------|--------------|--------------|"
 
 
-def render_cv_estimates(rows: list[VarianceRow], marks: dict[str, str]) -> str:
-    """The CV(conn_R2) estimate of each config as a markdown table; ``marks`` (config id -> the stopping rule's
-    verdict, e.g. ``yes`` / ``no: 2 runs``) comes from the rule's owner (agent.protocol)."""
-    lines = [CV_ESTIMATE_HEADER, CV_ESTIMATE_SEPARATOR]
+def render_cv_estimates(rows: list[VarianceRow], marks: dict[str, str], short: str = "conn", label: str = "") -> str:
+    """The CV estimate of metric ``short`` (METRIC_COLUMNS) of each config as a markdown table; ``marks``
+    (config id -> the stopping rule's verdict, e.g. ``yes`` / ``no: 2 runs``) comes from the rule's owner
+    (agent.protocol); ``label`` is how the header names the metric (default: its SlotMetrics name)."""
+    lines = [cv_estimate_header(label or METRIC_COLUMNS[short]), CV_ESTIMATE_SEPARATOR]
     for row in rows:
-        std = f"{row.conn_cv_std:.1f} pp" if math.isfinite(row.conn_cv_std) else "n/a"
-        interval = f"{row.conn_cv_low:.1f}-{row.conn_cv_high:.1f}%" if math.isfinite(row.conn_cv_low) else "n/a"
-        cells = [row.config_id, str(row.runs), _cv(row.conn_cv), std, interval, marks.get(row.config_id, "")]
+        est = row.cv_estimate(short)
+        std = f"{est.std:.1f} pp" if math.isfinite(est.std) else "n/a"
+        interval = f"{est.low:.1f}-{est.high:.1f}%" if math.isfinite(est.low) else "n/a"
+        cells = [row.config_id, str(row.runs), _cv(row.cv(short)), std, interval, marks.get(row.config_id, "")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -31,7 +31,7 @@ ExploreRanges = tuple[tuple[str, tuple[float | int | bool, ...]], ...]
 def explore_ranges(profile: Profile | None = None, *, dotted: bool = False) -> ExploreRanges:
     """The profile's explorable keys the schema knows, with the values the policies try, in the profile's order
     (bare training keys unless ``dotted``; graph_model keys only when ``dotted``)."""
-    items = protocol.resolve(profile).explorable().items()
+    items = protocol.resolve(profile).explore.items()
     if dotted:
         return tuple((key, spec.values) for key, spec in items)
     return tuple((key.split(".", 1)[1], spec.values) for key, spec in items if key.startswith("training."))

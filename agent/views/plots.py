@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from agent.profile import Profile
 from agent.protocol import UCB_C
 from agent.run_files import RunFiles
 from agent.tree import best_node, ucb_ranking
@@ -101,17 +102,20 @@ def tree_layout(parents: dict[int, Any]) -> dict[Any, tuple[float, float]]:
 # ---------------------------------------------------------------------------------------------- tree
 
 
-def plot_block_tree(results: list[SlotResult], block: int, path: str | Path, c: float = UCB_C) -> list[int]:
+def plot_block_tree(
+    results: list[SlotResult], block: int, path: str | Path, c: float = UCB_C, profile: Profile | None = None
+) -> list[int]:
     """The exploration tree of one block as PNG; returns the node ids drawn (ascending).
 
     Colour = conn_R2 (failed = 0), size = UCB, circle = new config, square = replicate, X = failed;
-    the block's best node gets a gold ring; ``root`` (the base config) is the black node on the left.
+    the block's best node (by the tree's score under ``profile``) gets a gold ring; ``root`` (the base config)
+    is the black node on the left.
     """
     plt = _pyplot()
     from matplotlib.lines import Line2D
 
     members = {r.iteration: r for r in results if r.block == block}
-    ucb = {e.node: e.ucb for e in ucb_ranking(results, block, c)}
+    ucb = {e.node: e.ucb for e in ucb_ranking(results, block, c, profile=profile)}
     pos = tree_layout({it: r.parent for it, r in members.items()})
     n_leaves = int(max(y for _, y in pos.values())) + 1
     depth = max(x for x, _ in pos.values())
@@ -132,7 +136,7 @@ def plot_block_tree(results: list[SlotResult], block: int, path: str | Path, c: 
         sizes = 140 + 520 * (scores - scores.min()) / span
         colour = _draw_nodes(ax, members, nodes, pos, sizes)
         fig.colorbar(colour, ax=ax, fraction=0.035, pad=0.02, label="connectivity_R2")
-        best = best_node(list(members.values()))
+        best = best_node(list(members.values()), profile)
         if best is not None:
             k = nodes.index(best.iteration)
             ax.scatter(*pos[best.iteration], s=sizes[k] + 420, facecolors="none", edgecolors="gold", lw=3, zorder=2)

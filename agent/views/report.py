@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict
 
 from agent.cli_args import VIEW_EXIT_CODES, OneLineParser, exit_codes_epilog
 from agent.config_policy import diff_trainable, load_slot_template
-from agent.tree import best_node
+from agent.tree import best_node, node_score
 from agent.views.plots import plot_batch_trajectories, plot_block_tree, plot_config_spread, plot_metrics_over_iterations
 from agent.views.status import RunView, RunViewError, llm_totals, load_run_view, run_phase
 from experiment.atomic import atomic_write_text
@@ -90,7 +90,12 @@ def render_figures(view: RunView, folder: Path) -> list[Figure]:
 
     c = view.claude.ucb_c
     for block in sorted({r.block for r in results}):
-        add("trees", f"Block {block}", f"tree_{block}.png", lambda p, b=block: plot_block_tree(results, b, p, c))
+        add(
+            "trees",
+            f"Block {block}",
+            f"tree_{block}.png",
+            lambda p, b=block: plot_block_tree(results, b, p, c, view.profile),
+        )
     for batch in sorted({r.batch for r in results}):
         its = view.batch_iterations(batch)
         add(
@@ -202,10 +207,11 @@ def variance_section(view: RunView) -> str:
 
 
 def best_section(view: RunView) -> str:
-    """Top nodes by conn_R2 with their config group's statistics and their changes from the base config."""
+    """Top nodes by the tree's score (conn_R2, or the profile's reward) with their config group's statistics and
+    their changes from the base config."""
     done = sorted(
         (r for r in view.results if r.status == "completed" and r.metrics is not None),
-        key=lambda r: (-r.conn_r2, r.iteration),
+        key=lambda r: (-node_score(r, view.profile), r.iteration),
     )[:N_BEST]
     if not done:
         return '<p class="muted">No completed iteration yet.</p>'
@@ -227,7 +233,7 @@ def best_section(view: RunView) -> str:
     header = ("node", "config", "conn_R2", "V_rest_R2", "tau_R2", "cluster", "config group conn_R2", "verdict",
               "changes from the base config")  # fmt: skip
     out = _table_html(header, rows)
-    best = best_node(view.results)
+    best = best_node(view.results, view.profile)
     png = view.files.slot_dir(best.iteration, best.slot) / ACTIVITY_PNG if best else None
     if best is not None and png is not None and png.is_file():
         out += _img(png.read_bytes(), f"Activity of the best node {best.iteration}")
@@ -258,7 +264,8 @@ def run_policy(view: RunView) -> str:
 def header_section(view: RunView) -> str:
     totals = llm_totals(view)
     budget = view.claude.budget_usd
-    best = best_node(view.results)
+    best = best_node(view.results, view.profile)
+    metric = view.profile.primary_metric if view.profile is not None else "connectivity_R2"
     facts = [
         ("run directory", str(view.dir)),
         ("phase", run_phase(view)),
@@ -269,7 +276,7 @@ def header_section(view: RunView) -> str:
         ("LLM backend", ", ".join(totals.backends) or str(view.info.get("llm", "?"))),
         ("LLM calls / tokens", f"{totals.calls} calls, {totals.input_tokens} in / {totals.output_tokens} out"),
         ("LLM cost", f"${totals.cost_usd:.2f}" + (f" of ${budget:.2f} budget" if budget is not None else "")),
-        ("best node", f"{best.iteration}: conn_R2={best.conn_r2:.4f}" if best else "none yet"),
+        ("best node", f"{best.iteration}: {metric}={getattr(best.metrics, metric):.4f}" if best else "none yet"),
         ("instructions", str(view.info.get("instructions", "?"))),
         ("generated", datetime.now(UTC).isoformat(timespec="seconds")),
     ]  # fmt: skip

@@ -19,6 +19,8 @@ from pydantic import BaseModel, ConfigDict
 from agent.cli_args import VIEW_EXIT_CODES, OneLineParser, exit_codes_epilog
 from agent.config_policy import load_slot_template
 from agent.journal import Journal, JournalError
+from agent.profile import Profile
+from agent.prompts import run_profile
 from agent.run_files import RunFiles
 from agent.run_state import RunState
 from agent.tree import best_node
@@ -97,6 +99,7 @@ class RunView(BaseModel):
     info: dict[str, Any]
     claude: ClaudeConfig
     state: RunState
+    profile: Profile | None = None  # the exploration's (None: the alternating one); ranks the best node
 
     @property
     def files(self) -> RunFiles:
@@ -163,7 +166,9 @@ def load_run_view(run_dir: str | Path) -> RunView:
         if not isinstance(n_iter, int) or n_iter < 1:
             raise RunViewError(f"{files.run_json}: n_iterations: must be a positive integer, got {n_iter!r}")
         state = dataclasses.replace(state, n_iterations=n_iter)
-    return RunView(dir=path, name=files.name, info=info, claude=claude, state=state)
+    started = state.last_start.instructions if state.last_start is not None else None
+    profile = run_profile(started or info.get("instructions"))
+    return RunView(dir=path, name=files.name, info=info, claude=claude, state=state, profile=profile)
 
 
 def parse_progress(text: str) -> SlotProgress | None:
@@ -347,7 +352,7 @@ def render_status(view: RunView, now: datetime | None = None) -> str:
     if batch >= 1:
         lines.append(f"batch {batch}/{view.n_batches} (iterations {_span(view, batch)}):")
         lines += [render_slot(s, now) for s in slot_views(view, batch)] or ["  (no slots planned yet)"]
-    best = best_node(view.results)
+    best = best_node(view.results, view.profile)
     if best is not None and best.metrics is not None:
         lines.append(
             f"best node: {best.iteration} conn_R2={best.metrics.connectivity_R2:.4f} "

@@ -27,6 +27,7 @@ from experiment.exploration import Seeds, SlotResult, block_of
 from experiment.records import R2Row
 from experiment.yaml_io import load_yaml_text
 from helpers.results import slot_result
+from memory.variance import variance_table
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "configs"
@@ -87,8 +88,22 @@ def test_a_broken_profile_is_one_line_naming_the_file_and_the_field() -> None:
         parse_profile(data, "x.yaml")
 
 
-def test_every_key_the_vrest_profile_names_is_in_the_schema() -> None:
-    assert profile_of(VREST).pending_keys() == []
+@pytest.mark.parametrize(
+    ("field", "edit", "message"),
+    [
+        ("explore", lambda d: d["explore"].update({"training.no_such_key": {"values": [1]}}),
+         r"explore keys unknown to the schema: training.no_such_key"),
+        ("ranges", lambda d: d.setdefault("ranges", {}).update({"graph_model.no_such_key": [0, 1]}),
+         r"ranges keys unknown to the schema: graph_model.no_such_key"),
+        ("config_line", lambda d: d["config_line"].append(["x", "training.no_such_key"]),
+         r"config_line x: training.no_such_key is not a training.<name> or graph_model.<name> key"),
+    ],
+)  # fmt: skip
+def test_a_profile_naming_a_key_the_trainer_lacks_is_refused_at_load(field: str, edit, message: str) -> None:
+    data = load_yaml_text(profile_path(PROMPTS_DIR / VREST).read_text(), "vrest")
+    edit(data)
+    with pytest.raises(ProfileError, match=rf"^x\.yaml: (<root>|{field}): {message}$"):
+        parse_profile(data, "x.yaml")
 
 
 # ---------------------------------------------------------------------------------------------- gs_vrest rules
@@ -131,6 +146,25 @@ def test_vrest_status_needs_the_conn_constraint_and_a_reply_dropping_it_is_rejec
         "(V_rest success: V_rest_R2 > 0.6 and connectivity_R2 > 0.8; V_rest partial: V_rest_R2 0.3-0.6 and "
         "connectivity_R2 > 0.8; V_rest failed: V_rest_R2 < 0.3 or a constraint broken (profile gs_vrest))"
     ]
+
+
+def test_the_vrest_stopping_rule_reads_the_cv_estimate_of_v_rest_not_of_conn() -> None:
+    """Five runs with a tight conn_R2 and a spread V_rest_R2: enough under the conn rule, not under gs_vrest's."""
+    profile, base = profile_of(VREST), base_of("flyvis_gs_vrest_demo_cpu.yaml")
+    vrest = [0.15, 0.45, 0.3, 0.6, 0.2]
+    rows = variance_table([slot_result(i, conn=0.9, vrest=v, trainable=base) for i, v in enumerate(vrest, 1)])
+    row = rows[0]
+    assert row.verdict == "fragile" and row.cv_estimate("conn").std < protocol.CV_STD_MAX
+    assert protocol.enough_runs_mark(row) == "yes"  # the alternating rule: CV(conn_R2)
+    v_std = row.cv_estimate("vrest").std
+    assert v_std > profile.replicates.stop_cv_std_max
+    assert protocol.enough_runs_mark(row, profile) == f"no: CV std {v_std:.1f} >= 5 pp"
+    text = protocol.cv_estimates_text(rows, profile)
+    assert "| Config ID | Runs | CV(V_rest_R2) |" in text
+    assert f"| C1 | 5 | {row.vrest_cv:.1f}% | {v_std:.1f} pp |" in text
+    assert "Enough runs (stop replicating): >= 5 runs, std of the CV(V_rest_R2) estimate < 5 percentage" in text
+    four = variance_table([slot_result(i, conn=0.9, vrest=0.5, trainable=base) for i in range(1, 5)])[0]
+    assert protocol.enough_runs_mark(four, profile).startswith("no: runs 4 < 5")
 
 
 def test_a_change_of_a_locked_vrest_key_is_rejected_naming_the_profile() -> None:
@@ -270,7 +304,7 @@ def test_both_policies_play_a_whole_run_of_each_exploration(tmp_path: Path, name
         results = results + [_measure(p) for p in planned]
     changed = {ch.split(":")[0] for r in results for ch in r.mutation.split("; ") if "->" in ch}
     assert changed, "the run never left the baseline"
-    explorable = {k.split(".", 1)[1] for k in profile.explorable()}
+    explorable = {k.split(".", 1)[1] for k in profile.explore}
     if policy_name == "offline":
         assert changed <= explorable
     assert not changed & {k.split(".", 1)[1] for k in profile.locked}
@@ -279,6 +313,6 @@ def test_both_policies_play_a_whole_run_of_each_exploration(tmp_path: Path, name
 def test_the_optuna_grid_keeps_to_the_profile() -> None:
     profile = profile_of(VREST)
     grid = search_grid(base_of("flyvis_gs_vrest_demo_cpu.yaml"), profile)
-    assert set(grid) == {k.split(".", 1)[1] for k in profile.explorable()}
+    assert set(grid) == {k.split(".", 1)[1] for k in profile.explore}
     gs_grid = search_grid(base_of("flyvis_gs_demo_cpu.yaml"), profile_of(GS))
     assert "coeff_edge_norm" in gs_grid and "n_alternations" not in gs_grid

@@ -183,11 +183,12 @@ def test_the_stopping_rule_marks_the_configs_with_enough_runs_in_the_prompt(
     c1 = variance_table(results)[0]
     assert c1.runs >= protocol.ENOUGH_RUNS and c1.verdict in protocol.CLEAR_VERDICTS
     line = next(ln for ln in _batch_prompt(results).splitlines() if ln.startswith("| C1 | ") and "pp |" in ln)
+    est = c1.cv_estimate("conn")
     assert line == (
-        f"| C1 | {c1.runs} | {c1.conn_cv:.1f}% | {c1.conn_cv_std:.1f} pp | {c1.conn_cv_low:.1f}-{c1.conn_cv_high:.1f}% "
-        f"| no: CV std {c1.conn_cv_std:.1f} >= 2 pp |"
+        f"| C1 | {c1.runs} | {c1.conn_cv:.1f}% | {est.std:.1f} pp | {est.low:.1f}-{est.high:.1f}% "
+        f"| no: CV std {est.std:.1f} >= 2 pp |"
     )
     assert not protocol.has_enough_runs(c1)
-    monkeypatch.setattr(protocol, "CV_STD_MAX", c1.conn_cv_std + 0.1)
+    monkeypatch.setattr(protocol, "CV_STD_MAX", est.std + 0.1)
     assert protocol.has_enough_runs(c1)
     assert line.rsplit("|", 2)[0] + "| yes |" in _batch_prompt(results)

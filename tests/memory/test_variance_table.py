@@ -9,11 +9,11 @@ import pytest
 
 from helpers.results import default_trainable, scenario, slot_result
 from memory.variance import (
-    CV_ESTIMATE_HEADER,
     VARIANCE_HEADER,
     config_ids,
     config_key,
     cv_estimate,
+    cv_estimate_header,
     render_cv_estimates,
     render_variance_table,
     variance_table,
@@ -106,22 +106,28 @@ def test_rendered_table_has_the_protocol_header_and_cells():
 def test_the_cv_estimate_is_a_seeded_bootstrap_whose_std_shrinks_with_more_runs():
     few = np.array([0.4, 0.5, 0.6, 0.7])
     many = np.tile(few, 16)  # the same CV from 16x the runs
-    std4, low4, high4 = cv_estimate(few)
-    assert cv_estimate(few) == (std4, low4, high4)  # deterministic
-    assert low4 < 100 * few.std(ddof=1) / few.mean() < high4
-    assert cv_estimate(many)[0] < std4 / 2
-    assert all(math.isnan(v) for v in cv_estimate(np.array([0.5])))
+    est4 = cv_estimate(few)
+    assert cv_estimate(few) == est4  # deterministic
+    assert est4.low < 100 * few.std(ddof=1) / few.mean() < est4.high
+    assert cv_estimate(many).std < est4.std / 2
+    assert all(math.isnan(v) for v in cv_estimate(np.array([0.5])).model_dump().values())
 
 
-def test_each_row_carries_its_cv_estimate_and_the_table_renders_the_given_marks():
-    res = [slot_result(i, conn=c) for i, c in enumerate([0.5, 0.7, 0.6, 0.4], 1)] + [
-        slot_result(5, trainable=default_trainable(n_alternations=8))
+def test_each_row_carries_the_cv_estimate_of_every_metric_and_the_table_renders_the_given_marks():
+    res = [
+        slot_result(i, conn=c, vrest=v) for i, (c, v) in enumerate([(0.5, 0.2), (0.7, 0.3), (0.6, 0.1), (0.4, 0.3)], 1)
     ]
+    res.append(slot_result(5, trainable=default_trainable(n_alternations=8)))
     rows = variance_table(res)
-    assert (rows[0].conn_cv_std, rows[0].conn_cv_low, rows[0].conn_cv_high) == cv_estimate(
-        np.array([0.5, 0.7, 0.6, 0.4])
-    )
+    assert rows[0].cv_estimate("conn") == cv_estimate(np.array([0.5, 0.7, 0.6, 0.4]))
+    assert rows[0].cv_estimate("vrest") == cv_estimate(np.array([0.2, 0.3, 0.1, 0.3]))
     lines = render_cv_estimates(rows, {"C1": "no: CV std 7.1 >= 2 pp"}).splitlines()
-    assert lines[0] == CV_ESTIMATE_HEADER
-    assert lines[2].startswith(f"| C1 | 4 | {rows[0].conn_cv:.1f}% | {rows[0].conn_cv_std:.1f} pp | ")
+    assert lines[0] == cv_estimate_header("connectivity_R2")
+    conn = rows[0].cv_estimate("conn")
+    assert lines[2].startswith(
+        f"| C1 | 4 | {rows[0].conn_cv:.1f}% | {conn.std:.1f} pp | {conn.low:.1f}-{conn.high:.1f}%"
+    )
     assert lines[3] == "| C5 | 1 | 0.0% | n/a | n/a |  |"
+    vrest = render_cv_estimates(rows, {}, "vrest", "V_rest_R2").splitlines()
+    assert vrest[0] == cv_estimate_header("V_rest_R2")
+    assert vrest[2].startswith(f"| C1 | 4 | {rows[0].vrest_cv:.1f}% | {rows[0].cv_estimate('vrest').std:.1f} pp | ")

@@ -116,3 +116,16 @@ def test_status_of_a_paused_run_larger_than_its_config_counts_against_its_own_si
     assert "phase: paused for review after batch 4" in text
     assert "batch 5/5 (iterations 17-20)" in text
     assert "16/8" not in text and "block 2 of 1" not in text
+
+
+def test_under_the_vrest_profile_the_best_node_is_the_best_v_rest_run_meeting_the_conn_constraint(synth) -> None:
+    events = synth.events()
+    events[0] = ("run_started", {**events[0][1], "instructions": "instruction_flyvis_62_1_gs_vrest.md"})
+    synth.write(events)
+    view = load_run_view(synth.dir)
+    assert view.profile is not None and view.profile.name == "gs_vrest"
+    done = [r for r in synth.results if r.metrics is not None]
+    keeps = [r for r in done if r.metrics.connectivity_R2 > 0.8]
+    best = max(keeps, key=lambda r: (r.metrics.V_rest_R2, -r.iteration))
+    assert best.iteration != max(done, key=lambda r: (r.conn_r2, -r.iteration)).iteration  # the two rules differ
+    assert f"best node: {best.iteration} conn_R2=" in render_status(view)
