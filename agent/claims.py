@@ -132,6 +132,8 @@ _FIGURE = re.compile(  # a number of the instruction text, or a range of two
 )
 _NAME_ONLY = re.compile(rf"(?<![\w.])(?:{_NAME})(?!\w)", re.IGNORECASE)
 _SENTENCE = re.compile(r";|(?<=[.!?])\s+")
+_ITEM_START = re.compile(r"^(?:[-*+]\s|\d+[.)]\s|#|\|)")  # a markdown bullet, numbered item, heading or table row
+_KEY_LINE = re.compile(r"^[A-Z][\w/()-]*(?: [\w/()-]+){0,3}\s*:\s")  # "Hypothesis: ...", "Emerging observations: ..."
 
 
 @dataclass(frozen=True, slots=True)
@@ -420,12 +422,53 @@ def sentence_errors(where: str, sentence: str, own: SlotResult | None, facts: Cl
     return errors
 
 
+def _entry_key(raw: str) -> str | None:
+    """The log-format key a line starts with (``Observation``), or None."""
+    m = ENTRY_LINE.match(raw)
+    return ENTRY_KEYS.get(m.group(1).strip().lower()) if m else None
+
+
+def _structured(raw: str) -> bool:
+    return _entry_key(raw) in STRUCTURED_KEYS
+
+
+def logical_lines(text: str) -> Iterator[tuple[int, str]]:
+    """(number of its first line, text) of each markdown item: a line with its soft-wrapped continuation lines.
+
+    A new item starts at a bullet, a numbered item, a heading, a table row, a ``Key: value`` line or after a
+    blank line; any other line continues the item above (a sentence wrapped across lines is one sentence, so
+    an attribution or a node named on the first line covers the number on the next). A structured entry line
+    (``Metrics:``, ``Config:``, ...) takes no continuation: a line after it stands alone."""
+    start, parts, open_ = 0, [], False
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        raw = clean_line(line)
+        new_item = (
+            not stripped
+            or _ITEM_START.match(stripped) is not None
+            or _KEY_LINE.match(raw) is not None
+            or _entry_key(raw) is not None
+            or not open_
+        )
+        if new_item and parts:
+            yield start, " ".join(parts)
+            parts = []
+        if not raw:
+            open_ = False
+            continue
+        if new_item:
+            start = number
+        parts.append(raw)
+        open_ = not (raw.startswith(("#", "|")) or _structured(raw))
+    if parts:
+        yield start, " ".join(parts)
+
+
 def entry_sentences(iteration: int, text: str) -> Iterator[tuple[str, str]]:
     """(where, sentence) of every free-text sentence of an entry's ``text`` (heading first, as parsed); ``where``
     starts an error line: ``Iter N: Observation`` or ``Iter N: line 10 '...'``."""
-    for number, line in enumerate(text.splitlines(), start=1):
-        raw = clean_line(line)
-        if number == 1 or not raw:
+    for number, raw in logical_lines(text):
+        if number == 1:
             continue  # the heading's status is checked on its own
         label, key = _line_label(raw, number)
         if key in STRUCTURED_KEYS:
@@ -436,10 +479,9 @@ def entry_sentences(iteration: int, text: str) -> Iterator[tuple[str, str]]:
 
 
 def memory_sentences(section: str, body: str) -> Iterator[tuple[str, str]]:
-    """(where, sentence) of every sentence of a memory section's ``body``."""
-    for number, line in enumerate(body.splitlines(), start=1):
-        raw = clean_line(line)
-        if not raw or raw.startswith("#"):
+    """(where, sentence) of every sentence of a memory section's ``body`` (``line N``: the item's first line)."""
+    for number, raw in logical_lines(body):
+        if raw.startswith("#"):
             continue
         for sentence in _SENTENCE.split(raw):
             yield f"memory: {section}: line {number} '{shorten(raw, 40)}'", sentence

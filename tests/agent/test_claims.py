@@ -13,7 +13,15 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from agent.claims import METRIC_ALIASES, ClaimFacts, check_entry_claims, find_claims, named_configs, named_nodes
+from agent.claims import (
+    METRIC_ALIASES,
+    ClaimFacts,
+    check_entry_claims,
+    find_claims,
+    logical_lines,
+    named_configs,
+    named_nodes,
+)
 from agent.llm.offline_policy import OfflinePlanner
 from agent.prompts import load_instructions
 from agent.reply_check import ReplyContext
@@ -365,3 +373,36 @@ def test_a_planted_wrong_number_in_any_memory_section_is_rejected_naming_it(repl
     errors = errors_of(text, ctx)
     assert len(errors) == 1, errors
     assert errors[0].startswith(f"memory: {section}: line 1 ") and number in errors[0], errors
+
+
+def test_a_sentence_wrapped_across_lines_is_checked_as_one_sentence(reply, make_ctx) -> None:
+    """A real model wraps long bullets; the attribution on the first line covers the figure on the next."""
+    instructions = load_instructions("instruction_flyvis_62_1_gs_alternate.md")
+    ctx = make_ctx(instruction_text=instructions.base_text + "\n\n" + instructions.parallel_text)
+    wrapped = "- How wide is our spread? The lab reports standard training at\n  conn_R2 0.955 over its runs.\n"
+    text = reply.replace("### Open Questions\n\n", f"### Open Questions\n\n{wrapped}", 1)
+    assert errors_of(text, ctx) == []
+    unattributed = "- How wide is our spread? Our runs sit\n  at conn_R2 0.955 in the end.\n"
+    (error,) = errors_of(reply.replace("### Open Questions\n\n", f"### Open Questions\n\n{unattributed}", 1), ctx)
+    assert error.startswith("memory: Open Questions: line 1 'How wide is our spread?") and "0.955" in error, error
+
+
+def test_a_line_after_a_structured_entry_line_stands_alone(reply, ctx) -> None:
+    """A Metrics line takes no continuation: a made-up number on the line after it is still checked."""
+    text = replace_line(reply, "Metrics:", 13, lambda ln: ln + "\n  and tau_R2 0.123 besides")
+    (error,) = errors_of(text, ctx)
+    assert "'tau_R2 0.123' states a tau_R2" in error, error
+
+
+def test_logical_lines_join_soft_wrapped_text_and_split_at_items() -> None:
+    text = "### H\n- a one\n  two\n* b\n1. c\nKey: d\n  e\n\nplain\nwrapped\n| t | u |\nafter table\n"
+    assert list(logical_lines(text)) == [
+        (1, "### H"),
+        (2, "a one two"),
+        (4, "b"),
+        (5, "1. c"),
+        (6, "Key: d e"),
+        (9, "plain wrapped"),
+        (11, "| t | u |"),
+        (12, "after table"),
+    ]
