@@ -435,10 +435,10 @@ def _structured(raw: str) -> bool:
 def logical_lines(text: str) -> Iterator[tuple[int, str]]:
     """(number of its first line, text) of each markdown item: a line with its soft-wrapped continuation lines.
 
-    A new item starts at a bullet, a numbered item, a heading, a table row, a ``Key: value`` line or after a
-    blank line; any other line continues the item above (a sentence wrapped across lines is one sentence, so
-    an attribution or a node named on the first line covers the number on the next). A structured entry line
-    (``Metrics:``, ``Config:``, ...) takes no continuation: a line after it stands alone."""
+    A new item starts at a bullet, a numbered item, a heading, a table row, a ``Key: value`` line, after a
+    blank line or after a line that ends a sentence; any other line continues the item above (a sentence
+    wrapped across lines is one sentence, so an attribution or a node named on the first line covers the
+    number on the next). A structured entry line (``Metrics:``, ``Config:``, ...) takes no continuation."""
     start, parts, open_ = 0, [], False
     for number, line in enumerate(text.splitlines(), start=1):
         stripped = line.strip()
@@ -459,7 +459,7 @@ def logical_lines(text: str) -> Iterator[tuple[int, str]]:
         if new_item:
             start = number
         parts.append(raw)
-        open_ = not (raw.startswith(("#", "|")) or _structured(raw))
+        open_ = not (raw.startswith(("#", "|")) or _structured(raw) or raw.endswith((".", "!", "?", ";")))
     if parts:
         yield start, " ".join(parts)
 

@@ -277,7 +277,12 @@ class Controller:
     @property
     def system_text(self) -> str:
         """The instruction pair rendered with this run's effective values (the ones the checks enforce)."""
-        values = RunValues.of(self.claude, n_iterations=self.planned_iterations, n_slots=self.n_slots)
+        values = RunValues.of(
+            self.claude,
+            n_iterations=self.planned_iterations,
+            n_slots=self.n_slots,
+            trainer_iterations=self.s.trainer_iterations,
+        )
         return self.instructions.for_run(values).system_text
 
     def build_prompt(self, batch: int, memory_text: str, user_input: str | None) -> tuple[str, list[ImageInput]]:
@@ -360,7 +365,8 @@ class Controller:
         if read is None:
             user_input = self.files.read_user_input()
             read = self.journal.append(MemoryRead(batch=batch, text=self.files.read_memory(), user_input=user_input))
-        prompt, images = self.build_prompt(batch, read.text, read.user_input)
+        answered, answered_images = self.build_prompt(batch, read.text, read.user_input)
+        prompt, images = answered, answered_images
         purpose = "start" if batch == 0 else "batch"
         base_id = "start" if batch == 0 else f"batch-{batch:03d}"
         rejected = state.rejected.get(batch, [])
@@ -368,7 +374,8 @@ class Controller:
         if rejected:  # resuming inside a re-ask sequence: ask again with the last errors
             last = rejected[-1]
             previous = state.responses.get(last.call_id)
-            prompt, images = render_reask_prompt(last.errors, previous.reask_shown() if previous else ""), []
+            shown = previous.reask_shown() if previous else ""
+            prompt, images = render_reask_prompt(last.errors, shown, answered), answered_images
         budget = attempt + self.claude.max_reasks + 1
         while attempt < budget:
             call_id = base_id if attempt == 0 else f"{base_id}-reask-{attempt}"
@@ -382,7 +389,7 @@ class Controller:
                 self.log(f"   analysis {call_id}: reply rejected ({len(rejection.errors)} errors): {errors[0]}")
                 response = self.journal.last(LlmResponse, call_id=call_id)
                 shown = response.reask_shown() if response is not None else text
-                prompt, images = render_reask_prompt(errors, shown), []
+                prompt, images = render_reask_prompt(errors, shown, answered), answered_images
                 attempt += 1
                 continue
             self.journal.append(

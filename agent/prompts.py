@@ -74,11 +74,20 @@ class RunValues(BaseModel):
     baseline_batches: int = Field(protocol.BASELINE_BATCHES, ge=0)
     time_limit_min: float = Field(protocol.TIME_LIMIT_MIN, gt=0)
     ucb_c: float = Field(protocol.UCB_C, ge=0)
+    trainer_iterations: int | None = Field(None, ge=1)  # --trainer-iterations: each slot's length, config aside
 
     @classmethod
-    def of(cls, claude: ClaudeConfig, n_iterations: int | None = None, n_slots: int | None = None) -> RunValues:
-        """From a run config's ``claude:`` block; ``--iterations`` and the journal's batch size win when given."""
+    def of(
+        cls,
+        claude: ClaudeConfig,
+        n_iterations: int | None = None,
+        n_slots: int | None = None,
+        trainer_iterations: int | None = None,
+    ) -> RunValues:
+        """From a run config's ``claude:`` block; ``--iterations``, the journal's batch size and
+        ``--trainer-iterations`` win when given."""
         return cls(
+            trainer_iterations=trainer_iterations,
             n_iterations=n_iterations or claude.n_iterations,
             n_slots=n_slots or claude.n_slots,
             n_iter_block=claude.n_iter_block,
@@ -121,6 +130,11 @@ class RunValues(BaseModel):
             f"{baseline} ({self.baseline_batches * self.n_slots} runs); a slot over {self.time_limit_min:g} minutes "
             f"is flagged OVER TIME LIMIT; UCB c = {self.ucb_c:g}. These are the numbers the controller enforces."
         )
+        if self.trainer_iterations is not None:
+            values["run_settings"] += (
+                f" Each slot trains {self.trainer_iterations} iterations per epoch (`--trainer-iterations`), not the "
+                "number the config's `data_augmentation_loop` formula gives."
+            )
         return {k: str(v) for k, v in values.items()}
 
 
@@ -398,6 +412,7 @@ class BatchPromptInput(BaseModel):
     n_slots: int = Field(4, ge=1)
     baseline_batches: int = Field(protocol.BASELINE_BATCHES, ge=0)
     ucb_c: float = Field(protocol.UCB_C, ge=0)
+    trainer_iterations: int | None = Field(None, ge=1)  # --trainer-iterations: each slot's length, config aside
     ucb_reward: Literal["node", "replicate_mean"] = "node"
     time_limit_min: float = Field(protocol.TIME_LIMIT_MIN, gt=0)
     memory_text: str
@@ -585,14 +600,17 @@ def render_batch_prompt(ctx: BatchPromptInput) -> str:
 
 
 # ----- re-ask -------------------------------------------------------------------------------------
-def render_reask_prompt(errors: list[str], previous_reply: str) -> str:
-    """A re-ask that carries the validator's exact errors and the rejected reply."""
+def render_reask_prompt(errors: list[str], previous_reply: str, answered_prompt: str) -> str:
+    """A re-ask: the prompt the rejected reply answered (the request carries its images again), then the
+    validator's exact errors and the rejected reply. Each API call is stateless, so the re-ask must hold the
+    batch results the corrected reply has to restate."""
     if not errors:
         raise PromptError("render_reask_prompt: errors: at least one error is required")
-    return _fill(
+    notice = _fill(
         "reask.md",
         {
             "errors": "\n".join(f"- {e}" for e in errors),
             "previous_reply": previous_reply.strip("\n"),
         },
     )
+    return answered_prompt.rstrip("\n") + "\n\n---\n\n" + notice

@@ -213,6 +213,12 @@ def test_the_system_text_states_the_config_values_the_controller_enforces(tmp_pa
     controller = Controller(settings, load_instructions(ALTERNATE), None, None, journal=journal)  # type: ignore[arg-type]
     system = " ".join(controller.system_text.split())
     assert "This run: 24 iterations in 6 batches of 4 slots" in system
+    assert "--trainer-iterations" not in system
+    quick = Controller(
+        settings.model_copy(update={"trainer_iterations": 400}),
+        load_instructions(ALTERNATE), None, None, journal=journal,  # type: ignore[arg-type]
+    )  # fmt: skip
+    assert "Each slot trains 400 iterations per epoch (`--trainer-iterations`)" in " ".join(quick.system_text.split())
     assert "block 1 runs the base config unchanged for its first 1 batch (4 runs)" in system
     assert "Block 1 runs the alternate defaults unchanged for its first 1 batch: 4 baseline runs" in system
     assert "(7 minutes unless the prompt says otherwise)" in system

@@ -181,14 +181,16 @@ def test_batch_start_without_result_is_rejected():
         BatchPromptInput(run_name="r", results=[slot_result(1)], batch_start=5, n_iterations=8, memory_text="m")
 
 
-def test_reask_prompt_carries_errors_and_previous_reply_verbatim():
+def test_reask_prompt_carries_the_answered_prompt_errors_and_previous_reply_verbatim():
+    """A stateless API call sees the batch results again, then the rejection."""
     text = render_reask_prompt(
-        ["entry 5: Metrics: connectivity_R2=0.9 but measured 0.949", "slot 2: $bad"], "old $reply"
+        ["entry 5: Metrics: connectivity_R2=0.9 but measured 0.949", "slot 2: $bad"], "old $reply", "BATCH $prompt\n"
     )
+    assert text.startswith("BATCH $prompt\n\n---\n\nREPLY REJECTED\n")
     assert "- entry 5: Metrics: connectivity_R2=0.9 but measured 0.949\n- slot 2: $bad" in text
     assert "<previous_reply>\nold $reply\n</previous_reply>" in text
     with pytest.raises(PromptError):
-        render_reask_prompt([], "x")
+        render_reask_prompt([], "x", "p")
 
 
 def test_batch_prompt_does_not_repeat_memorys_tables_but_keeps_llm_sections():

@@ -69,6 +69,15 @@ def test_hallucinated_metric_is_rejected_and_reasked(replayed_run: Path) -> None
     assert accepted == ["start", "batch-001-reask-1", "batch-002"]
 
 
+def test_the_reask_carries_the_batch_prompt_and_its_images_then_the_errors() -> None:
+    """Each API call is stateless: the re-ask holds the results the corrected reply must restate."""
+    first = json.loads((TRANSCRIPTS / "0002_batch-001.json").read_text())
+    reask = json.loads((TRANSCRIPTS / "0003_batch-001-reask-1.json").read_text())
+    head, _, notice = reask["prompt"].partition("\n\n---\n\nREPLY REJECTED\n")
+    assert head == first["prompt"].rstrip("\n") and "connectivity_R2=0.999" in notice
+    assert [i["sha256"] for i in reask["images"]] == [i["sha256"] for i in first["images"]] != []
+
+
 def test_killed_trainer_is_a_failed_slot_and_the_run_goes_on(replayed_run: Path) -> None:
     results = _results(replayed_run)
     assert results[6]["status"] == "failed"
