@@ -130,6 +130,14 @@ class RunValues(BaseModel):
             f"{baseline} ({self.baseline_batches * self.n_slots} runs); a slot over {self.time_limit_min:g} minutes "
             f"is flagged OVER TIME LIMIT; UCB c = {self.ucb_c:g}. These are the numbers the controller enforces."
         )
+        cut = self.n_iterations % self.n_iter_block
+        if cut:
+            last = math.ceil(self.n_iterations / self.n_iter_block)
+            values["run_settings"] += (
+                f" The run ends inside block {last}, after {cut} of its {self.n_iter_block} iterations: a block rule "
+                "that needs more iterations than are left (3 runs of its best config, the carry-over) is kept as far "
+                "as the run goes."
+            )
         if self.trainer_iterations is not None:
             values["run_settings"] += (
                 f" Each slot trains {self.trainer_iterations} iterations per epoch (`--trainer-iterations`), not the "
@@ -554,7 +562,7 @@ def _rules_text(ctx: BatchPromptInput, batch: list[SlotResult], rows: list[Varia
         lines.append(
             f"- Replicates: at least {need} of the {ctx.n_slots} configs are replicates "
             '(`replicate="X"`, `strategy="robustness-check"`, empty body) — '
-            + protocol.replicate_rule_text(ctx.profile)
+            + protocol.replicate_rule_text(ctx.profile, rows)
         )
     slow = [r for r in batch if protocol.over_time(r, ctx.time_limit_min)]
     if slow:

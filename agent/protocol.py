@@ -209,14 +209,20 @@ def replicates_required(rows: Sequence[VarianceRow], profile: Profile | None = N
     return q.growth if short_top_configs(rows, profile) else q.steady
 
 
-def replicate_rule_text(profile: Profile | None = None) -> str:
-    """The replicate quota as the batch prompt states it."""
+def replicate_rule_text(profile: Profile | None = None, rows: Sequence[VarianceRow] | None = None) -> str:
+    """The replicate quota as the batch prompt states it; with the variance ``rows``, the top configs now."""
     p = resolve(profile)
     q, label = p.replicates, metric_label(p.primary_metric)
-    return (
+    text = (
         f"{q.growth} until each of the top {q.top_configs} configs by mean {label} has >= {q.top_min_runs} runs, "
         f"then {q.steady}."
     )
+    if rows:
+        top = ", ".join(
+            f"{r.config_id} ({r.runs} run{'s' if r.runs != 1 else ''})" for r in rank_configs(rows, p)[: q.top_configs]
+        )
+        text += f" The top configs now: {top}."
+    return text
 
 
 # ----- blocks and baseline -------------------------------------------------------------------------------------------

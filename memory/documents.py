@@ -79,6 +79,15 @@ def _body(content: str) -> str:
     return f"\n{text}\n\n" if text.strip() else "\n"
 
 
+def _without_group_headings(text: str) -> str:
+    """``text`` less the lines that restate one of this document's own ``## `` group headings (``## Blocks``): a
+    reply that copies the document's layout around its ``### `` sections means nothing by them."""
+    groups = {_norm(group) for group, _ in GROUPS}
+    kept = [ln for ln in text.splitlines(keepends=True) if not ((m := _HEADING.match(ln)) and m.group(1) == "##"
+            and _norm(m.group(2)) in groups)]  # fmt: skip
+    return "".join(kept)
+
+
 def _heading_lines(text: str) -> list[str]:
     """``## `` / ``### `` heading lines of a text, outside fenced code blocks."""
     found, fenced = [], False
@@ -222,6 +231,7 @@ class MemoryDocument(BaseModel):
             if canon not in LLM_SECTIONS:
                 owner = "is controller-owned" if canon else "is not a memory section"
                 raise MemoryDocumentError(f"memory: section {name!r} {owner}; allowed: {', '.join(LLM_SECTIONS)}")
+            content = _without_group_headings(content)
             if sum(1 for line in content.splitlines() if _FENCE.match(line)) % 2:
                 raise MemoryDocumentError(f"memory: section {canon!r}: a ``` code fence is opened but not closed")
             heads = _heading_lines(content)

@@ -170,8 +170,10 @@ def draw_r2_trajectory(
     if legend:
         ax.legend(loc="lower right")
         ax.set_title("connectivity R2 during training", fontsize=fontsize)
-    else:
+    elif seen:
         ax.set_title("conn R2 at checkpoints (W-phase blue, V_rest orange)", fontsize=fontsize)
+    else:  # standard training: one phase, nothing shaded
+        ax.set_title("conn R2 at checkpoints", fontsize=fontsize)
 
 
 def r2_trajectory_plot(rows: Sequence[R2Row], spans: Sequence[tuple[int, int, Phase]], niter: int, path: Path) -> None:

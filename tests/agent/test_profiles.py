@@ -167,6 +167,21 @@ def test_the_vrest_stopping_rule_reads_the_cv_estimate_of_v_rest_not_of_conn() -
     assert protocol.enough_runs_mark(four, profile).startswith("no: runs 4 < 5")
 
 
+def test_the_replicate_rule_names_the_top_configs_it_counts_under_the_profile() -> None:
+    """gs_vrest ranks by mean V_rest_R2, configs that break the conn_R2 constraint last."""
+    profile, base = profile_of(VREST), base_of("flyvis_gs_vrest_demo_cpu.yaml")
+    other = {**base, "training": {**base["training"], "time_step": 2}}
+    broken = {**base, "training": {**base["training"], "time_step": 3}}
+    results = [slot_result(i, conn=0.9, vrest=0.3, trainable=base) for i in (1, 2, 3)]
+    results += [
+        slot_result(4, conn=0.9, vrest=0.5, trainable=other),
+        slot_result(5, conn=0.5, vrest=0.9, trainable=broken),
+    ]
+    text = protocol.replicate_rule_text(profile, variance_table(results))
+    assert text.endswith("The top configs now: C4 (1 run), C1 (3 runs), C5 (1 run).")
+    assert protocol.replicates_required(variance_table(results), profile) == profile.replicates.growth
+
+
 def test_a_change_of_a_locked_vrest_key_is_rejected_naming_the_profile() -> None:
     profile, base = profile_of(VREST), base_of("flyvis_gs_vrest_demo_cpu.yaml")
     errors = check_edit(base, {"training": {"coeff_edge_diff": 600.0}}, "config slot 0", profile)
@@ -213,7 +228,7 @@ def test_the_system_text_states_the_config_values_the_controller_enforces(tmp_pa
     controller = Controller(settings, load_instructions(ALTERNATE), None, None, journal=journal)  # type: ignore[arg-type]
     system = " ".join(controller.system_text.split())
     assert "This run: 24 iterations in 6 batches of 4 slots" in system
-    assert "--trainer-iterations" not in system
+    assert "--trainer-iterations" not in system and "The run ends inside block" not in system  # 24 = 2 blocks
     quick = Controller(
         settings.model_copy(update={"trainer_iterations": 400}),
         load_instructions(ALTERNATE), None, None, journal=journal,  # type: ignore[arg-type]
@@ -233,6 +248,9 @@ def test_run_values_follow_the_config_and_the_command_line() -> None:
     values = RunValues.of(claude, n_iterations=24)
     assert (values.n_iterations, values.baseline_batches, values.time_limit_min) == (24, 1, 10.0)
     assert RunValues.of(claude).n_iterations == claude.n_iterations
+    short = RunValues.of(claude, n_iterations=8).placeholders(profile_of(ALTERNATE))["run_settings"]
+    assert "The run ends inside block 1, after 8 of its 12 iterations" in short
+    assert "The run ends inside" not in values.placeholders(profile_of(ALTERNATE))["run_settings"]
 
 
 # ---------------------------------------------------------------------------------------------- policies

@@ -63,6 +63,13 @@ def test_replace_llm_sections_rejects_heading_lines_in_a_body():
         initial_memory("r", "i.md").replace_llm_sections({"Current Block": "text\n## Iter 5: converged\n"})
 
 
+def test_a_copied_group_heading_of_the_document_is_dropped_not_rejected():
+    """A real model copied memory.md's layout: '## Blocks' between Open Questions and Previous Block Summary."""
+    doc = initial_memory("r", "i.md").replace_llm_sections({"Open Questions": "- why?\n\n## Blocks\n"})
+    assert doc.section("Open Questions") == "- why?"
+    assert doc.render().count("## Blocks\n") == 1
+
+
 def test_human_edit_of_llm_section_survives_the_next_controller_update(tmp_path):
     path = tmp_path / "memory.md"
     initial_memory("r", "i.md").save(path)

@@ -64,3 +64,13 @@ def test_panel_is_activity_pngs_size_so_a_batch_costs_no_more_tokens(synth: Data
     width, height = Image.open(tmp_path / "panel.png").size
     assert (width, height) == (1000, 800)
     assert round(width * height / 750) <= TOKENS_PER_IMAGE_TODAY
+
+
+def test_the_r2_cell_names_phase_shading_only_when_the_schedule_has_phases() -> None:
+    rows = [R2Row(epoch=0, iteration=it, connectivity_r2=0.1 * k, phase="-") for k, it in enumerate((100, 200), 1)]
+    fig, (standard, alternating) = plots.plt.subplots(1, 2)
+    plots.draw_r2_trajectory(standard, rows, [(0, 200, "-")], 200, legend=False)
+    plots.draw_r2_trajectory(alternating, rows, [(0, 100, "W"), (100, 200, "V_rest")], 200, legend=False)
+    assert standard.get_title() == "conn R2 at checkpoints"
+    assert alternating.get_title() == "conn R2 at checkpoints (W-phase blue, V_rest orange)"
+    plots.plt.close(fig)
