@@ -324,6 +324,8 @@ def trajectory_lines(result: SlotResult) -> list[str]:
         return ["R2 trajectory: n/a", "R2 phases: no R2 log rows were recorded"]
     d_ = METRIC_DIGITS
     line = f"R2 trajectory: peak={d.peak:.{d_}f} at iter {d.peak_iteration}, final={d.final:.{d_}f}, trend={d.trend}"
+    if all(s.phase not in ("W", "V_rest") for s in d.segments):  # standard training: no phases to account for
+        return [line, f"R2 points: {d.n_points} checkpoints, the last at iter {d.final_iteration} (one training phase)"]
     segs = " | ".join(f"{s.phase} {s.start_iteration}-{s.end_iteration} {s.r2_change:+.{d_}f}" for s in d.segments)
     detail = (
         f"R2 phases: peak in phase {d.peak_phase}, final at iter {d.final_iteration}, {d.n_points} points; "

@@ -16,9 +16,10 @@ from agent.prompts import (
     render_batch_prompt,
     render_reask_prompt,
     render_start_prompt,
+    trajectory_lines,
 )
 from agent.reply import ReplyContext, parse_reply, validate_reply
-from experiment.records import Metrics
+from experiment.records import Metrics, R2Row
 from helpers.golden import assert_golden
 from helpers.results import default_trainable, scenario, slot_result
 from memory.documents import MemoryDocument, initial_memory
@@ -261,3 +262,12 @@ def test_a_floored_test_r2_round_trips_through_the_metrics_line(valid_parts, ass
     entries = valid_parts["entries"].replace("test_R2=0.8,", "test_R2=-1.0000,", 1)
     reply = parse_reply(assemble_reply({**valid_parts, "entries": entries}))
     assert [e for e in validate_reply(reply, make_ctx()) if "test_R2" in e] == []
+
+
+def test_a_standard_training_trajectory_gets_no_phase_accounting() -> None:
+    rows = [R2Row(epoch=0, iteration=it, connectivity_r2=r) for it, r in ((100, 0.2), (200, 0.5), (300, 0.6))]
+    line, detail = trajectory_lines(slot_result(1, rows=rows))
+    assert line == "R2 trajectory: peak=0.6000 at iter 300, final=0.6000, trend=rising"
+    assert detail == "R2 points: 3 checkpoints, the last at iter 300 (one training phase)"
+    phased = [r.model_copy(update={"phase": p}) for r, p in zip(rows, ("W", "W", "V_rest"), strict=True)]
+    assert trajectory_lines(slot_result(1, rows=phased))[1].startswith("R2 phases: peak in phase V_rest")
