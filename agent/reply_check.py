@@ -219,8 +219,11 @@ def _check_config_line(e: IterEntry, r: SlotResult, profile: Profile | None = No
         key = aliases.get(name) or next((f"{s}.{name}" for s in SECTIONS if name in r.trainable.get(s, {})), "")
         section, _, field = key.partition(".")
         actual = r.trainable.get(section, {}).get(field) if key else None
-        if not key or not is_number(actual):
-            errors.append(f"{where}: '{name}' is not a numeric parameter of the config")
+        if not key or not (is_number(actual) or isinstance(actual, bool)):
+            errors.append(f"{where}: '{name}' is not a numeric or true/false parameter of the config")
+        elif isinstance(actual, bool):
+            if printed.value != float(actual):
+                errors.append(f"{where}: {name}={bool(printed.value)} but the config has {actual}")
         elif abs(printed.value - actual) > printed.half_unit + MUTATION_RTOL * abs(actual):
             errors.append(f"{where}: {name}={printed.text} but the config has {format_value(actual)}")
     return errors

@@ -239,8 +239,12 @@ def shorten(text: str, limit: int = 40) -> str:
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
-def _key_values(text: str, where: str, errors: list[str]) -> dict[str, Printed]:
-    """``a=1, b=2`` -> {a: 1, b: 2}; malformed items become errors."""
+# A switch on the Config line (``recurrent=True``, the lab's ``recurrent=T``): read as 1 / 0, printed exactly.
+_SWITCH = {"true": "1", "t": "1", "false": "0", "f": "0"}
+
+
+def _key_values(text: str, where: str, errors: list[str], switches: bool = False) -> dict[str, Printed]:
+    """``a=1, b=2`` -> {a: 1, b: 2}; malformed items become errors; ``switches``: True / False read as 1 / 0."""
     out: dict[str, Printed] = {}
     for item in (i.strip() for i in text.split(",")):
         if not item:
@@ -253,7 +257,8 @@ def _key_values(text: str, where: str, errors: list[str]) -> dict[str, Printed]:
         if key in out:
             errors.append(f"{where}: {key} given twice")
             continue
-        num = parse_number(value)
+        switch = _SWITCH.get(value.strip().lower()) if switches else None
+        num = parse_number(value) if switch is None else Printed(value=float(switch), text=switch)
         if isinstance(num, str):
             errors.append(f"{where}: {key}: {num}")
         else:
@@ -337,7 +342,7 @@ def _fill_entry(entry: IterEntry, raw: dict[str, str], where: str, errors: list[
     if "Mode/Strategy" in raw:
         entry.strategy = raw["Mode/Strategy"].strip("[] ").lower()
     if "Config" in raw and not entry.is_na("Config"):
-        entry.config = _key_values(raw["Config"], f"{where}: Config", errors)
+        entry.config = _key_values(raw["Config"], f"{where}: Config", errors, switches=True)
     if "Metrics" in raw and not entry.is_na("Metrics"):
         entry.metrics = _key_values(raw["Metrics"], f"{where}: Metrics", errors)
     if "R2 trajectory" in raw and not entry.is_na("R2 trajectory"):

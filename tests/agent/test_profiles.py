@@ -182,6 +182,18 @@ def test_the_replicate_rule_names_the_top_configs_it_counts_under_the_profile() 
     assert protocol.replicates_required(variance_table(results), profile) == profile.replicates.growth
 
 
+def test_the_vrest_config_line_carries_the_recurrent_switch_as_the_lab_writes_it() -> None:
+    """``recurrent=T`` (the lab's form) and ``recurrent=False`` read as the switch; a wrong one is named."""
+    profile, base = profile_of(VREST), base_of("flyvis_gs_vrest_demo_cpu.yaml")
+    results = [slot_result(i, slot=i - 1, conn=0.9, vrest=0.4, trainable=base) for i in range(1, 5)]
+    ctx = _vrest_ctx(results, base, profile)
+    reply = OfflinePlanner(ctx).reply()
+    assert "Config: lr_update=0.0, recurrent=False, time_step=1," in reply
+    assert validate_reply(parse_reply(reply.replace("recurrent=False", "recurrent=F")), ctx) == []
+    errors = validate_reply(parse_reply(reply.replace("recurrent=False", "recurrent=T", 1)), ctx)
+    assert errors == ["Iter 1: Config: recurrent=True but the config has False"]
+
+
 def test_a_change_of_a_locked_vrest_key_is_rejected_naming_the_profile() -> None:
     profile, base = profile_of(VREST), base_of("flyvis_gs_vrest_demo_cpu.yaml")
     errors = check_edit(base, {"training": {"coeff_edge_diff": 600.0}}, "config slot 0", profile)
@@ -205,7 +217,7 @@ def test_the_vrest_prompt_states_its_words_constraint_locked_keys_and_config_lin
         "`V_rest success` when V_rest_R2 > 0.6 and connectivity_R2 > 0.8",
         "Locked by the gs_vrest profile",
         "`coeff_edge_diff`",
-        "Config: lr_update=X, time_step=Y, noise_recurrent=Z, W_L2=A",
+        "Config: lr_update=X, recurrent=Y, time_step=Z, noise_recurrent=A, W_L2=B",
         "`connectivity_R2` > 0.8: a run that breaks it is a failure",
     ):
         assert part in flat, part
