@@ -331,24 +331,35 @@ def _number(text: str) -> int | None:
     return NUMBER_WORDS.get(text) if not text.isdigit() else int(text)
 
 
+def _clause(sentence: str, start: int, end: int) -> tuple[int, int]:
+    """The bounds of the comma / semicolon clause around ``sentence[start:end]``."""
+    lo = max(sentence.rfind(",", 0, start), sentence.rfind(";", 0, start)) + 1
+    ends = [i for i in (sentence.find(",", end), sentence.find(";", end)) if i >= 0]
+    return lo, min(ends, default=len(sentence))
+
+
 def _count_errors(where: str, sentence: str, facts: ClaimFacts, own: SlotResult | None) -> list[str]:
     errors = []
-    for rx in _COUNTS:
-        for m in rx.finditer(sentence):
-            n = _number(m.group("n"))
-            k = n if m.group("k").lower() == "all" else _number(m.group("k"))
-            if n is None or k is None or k > n:
-                continue
-            if not _PLAIN_ADJ.fullmatch(m.group("adj").strip()) or _QUALIFIED.match(sentence, m.end()):
-                continue  # "2 of 4 exploit runs", "3 of 4 runs with n_alt=6": a subset we cannot name
-            rest = sentence[: m.start()] + " " + m.group("adj") + sentence[m.end() :]
-            pred = predicate(rest)
-            if pred is None:
-                continue
-            phrase = shorten(sentence.strip(), 60)
-            error = _check_count(k, n, m.group("unit").lower(), pred, sentence, facts, own)
-            if error:
-                errors.append(f"{where}: '{phrase}' is false: {error} (counts are recomputed from the records)")
+    found = {m.span(): m for rx in _COUNTS for m in rx.finditer(sentence)}
+    several = (
+        len(found) > 1
+    )  # each count takes its predicate from its own clause ("0 of 5 runs above X, 5 of 5 rising")
+    for m in found.values():
+        n = _number(m.group("n"))
+        k = n if m.group("k").lower() == "all" else _number(m.group("k"))
+        if n is None or k is None or k > n:
+            continue
+        if not _PLAIN_ADJ.fullmatch(m.group("adj").strip()) or _QUALIFIED.match(sentence, m.end()):
+            continue  # "2 of 4 exploit runs", "3 of 4 runs with n_alt=6": a subset we cannot name
+        lo, hi = _clause(sentence, m.start(), m.end()) if several else (0, len(sentence))
+        rest = sentence[lo : m.start()] + " " + m.group("adj") + sentence[m.end() : hi]
+        pred = predicate(rest)
+        if pred is None:
+            continue
+        phrase = shorten(sentence.strip(), 60)
+        error = _check_count(k, n, m.group("unit").lower(), pred, sentence, facts, own)
+        if error:
+            errors.append(f"{where}: '{phrase}' is false: {error} (counts are recomputed from the records)")
     return errors
 
 

@@ -121,6 +121,17 @@ def test_the_variance_table_std_quoted_is_the_computed_one(facts: ClaimFacts):
         (14, "2 of 4 runs of the batch reached conn_R2 above 0.5", True),
         (14, "3 of 4 runs of the batch reached conn_R2 above 0.5", False),
         (14, "5 of 7 runs converged", True),  # no set of 7 runs: left alone
+        # two counts in one sentence: each takes the predicate of its own clause (a real model's memory line)
+        (
+            14,
+            "0 of 4 runs of the batch above the constraint, and 2 of 4 runs of the batch reached conn_R2 above 0.5",
+            True,
+        ),
+        (
+            14,
+            "0 of 4 runs of the batch above the constraint, and 3 of 4 runs of the batch reached conn_R2 above 0.5",
+            False,
+        ),
         # counts over segments of one node
         (14, "R2 rose in 1 of 1 V_rest segments", True),
         (14, "R2 dropped in 1 of 1 V_rest segments", False),
