@@ -359,7 +359,8 @@ def _count_errors(where: str, sentence: str, facts: ClaimFacts, own: SlotResult 
         phrase = shorten(sentence.strip(), 60)
         error = _check_count(k, n, m.group("unit").lower(), pred, sentence, facts, own)
         if error:
-            errors.append(f"{where}: '{phrase}' is false: {error} (counts are recomputed from the records)")
+            claim = f"read as {k} of {n} {m.group('unit').lower()} with {pred.text}"
+            errors.append(f"{where}: '{phrase}' is false ({claim}): {error} (counts are recomputed from the records)")
     return errors
 
 

@@ -97,12 +97,13 @@ def test_a_false_count_and_superlative_in_entries_and_memory_are_rejected_and_ne
     assert done.code == 0, done.err
     rejected = Journal(run_dir).of_type(ReplyRejected)
     assert [e.call_id for e in rejected] == ["batch-001"]
-    assert [e.split(" (")[0] for e in rejected[0].errors] == [
-        f"Iter 2: Observation: '{FALSE_COUNT}' is false: 0 of the 4 runs of the batch have a V_rest-phase drop",
+    assert [e.rsplit(" (", 1)[0] for e in rejected[0].errors] == [
+        f"Iter 2: Observation: '{FALSE_COUNT}' is false (read as 4 of 4 runs with a V_rest-phase drop): 0 of the 4 "
+        "runs of the batch have a V_rest-phase drop",
         f"Iter 3: Observation: '{FALSE_SUPERLATIVE}' is false: node 3 has connectivity_R2=0.7861 but node 2 "
         "of the batch has 0.7898",
-        f"memory: Knowledge Base: line 1 '{MEMORY_COUNT[:37]}...': '{MEMORY_COUNT}' is false: 0 of the 4 runs of "
-        "the baseline config have a V_rest-phase drop",
+        f"memory: Knowledge Base: line 1 '{MEMORY_COUNT[:37]}...': '{MEMORY_COUNT}' is false (read as 4 of 4 runs "
+        "with a V_rest-phase drop): 0 of the 4 runs of the baseline config have a V_rest-phase drop",
         f"memory: Current Block: line 1 '{MEMORY_SUPERLATIVE}': '{MEMORY_SUPERLATIVE}' is false: node 4 has "
         "connectivity_R2=0.7824 but node 1 of the batch has 0.7735",
     ]
