@@ -133,7 +133,8 @@ _FIGURE = re.compile(  # a number of the instruction text, or a range of two
 _NAME_ONLY = re.compile(rf"(?<![\w.])(?:{_NAME})(?!\w)", re.IGNORECASE)
 _SENTENCE = re.compile(r";|(?<=[.!?])\s+")
 _ITEM_START = re.compile(r"^(?:[-*+]\s|\d+[.)]\s|#|\|)")  # a markdown bullet, numbered item, heading or table row
-_KEY_LINE = re.compile(r"^[A-Z][\w/()-]*(?: [\w/()-]+){0,3}\s*:\s")  # "Hypothesis: ...", "Emerging observations: ..."
+# A "Key: value" line of a memory section ("Hypothesis: ...", "Emerging observations: ...").
+_KEY_LINE = re.compile(r"^[A-Z][\w/()-]*(?: [\w/()-]+){0,3}\s*:(?:\s|$)")
 
 
 @dataclass(frozen=True, slots=True)

@@ -395,7 +395,7 @@ def test_a_line_after_a_structured_entry_line_stands_alone(reply, ctx) -> None:
 
 
 def test_logical_lines_join_soft_wrapped_text_and_split_at_items() -> None:
-    text = "### H\n- a one\n  two\n* b\n1. c\nKey: d\n  e\n\nplain\nwrapped\n| t | u |\nafter table\nends.\nNew one\n"
+    text = "### H\n- a one\n  two\n* b\n1. c\nKey: d\n  e\n\nplain\nwrapped\n| t | u |\nafter table\nends.\nNew one\nHeading:\n- x\n"
     assert list(logical_lines(text)) == [
         (1, "### H"),
         (2, "a one two"),
@@ -406,4 +406,6 @@ def test_logical_lines_join_soft_wrapped_text_and_split_at_items() -> None:
         (11, "| t | u |"),
         (12, "after table ends."),
         (14, "New one"),
+        (15, "Heading:"),
+        (16, "x"),
     ]
