@@ -80,9 +80,10 @@ def _body(content: str) -> str:
 
 
 def _without_group_headings(text: str) -> str:
-    """``text`` less the lines that restate one of this document's own ``## `` group headings (``## Blocks``): a
-    reply that copies the document's layout around its ``### `` sections means nothing by them."""
-    groups = {_norm(group) for group, _ in GROUPS}
+    """``text`` less the lines that restate a ``## `` group heading of the LLM's own sections (``## Blocks``): a
+    reply that copies the document's layout around its ``### `` sections means nothing by them. The controller's
+    group heading stays an error."""
+    groups = {_norm(group) for group, members in GROUPS if set(members) <= set(LLM_SECTIONS)}
     kept = [ln for ln in text.splitlines(keepends=True) if not ((m := _HEADING.match(ln)) and m.group(1) == "##"
             and _norm(m.group(2)) in groups)]  # fmt: skip
     return "".join(kept)

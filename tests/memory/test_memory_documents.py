@@ -68,6 +68,10 @@ def test_a_copied_group_heading_of_the_document_is_dropped_not_rejected():
     doc = initial_memory("r", "i.md").replace_llm_sections({"Open Questions": "- why?\n\n## Blocks\n"})
     assert doc.section("Open Questions") == "- why?"
     assert doc.render().count("## Blocks\n") == 1
+    with pytest.raises(MemoryDocumentError, match="heading"):
+        initial_memory("r", "i.md").replace_llm_sections(
+            {"Open Questions": "## Controller (rewritten after every batch)"}
+        )
 
 
 def test_human_edit_of_llm_section_survives_the_next_controller_update(tmp_path):
