@@ -25,8 +25,9 @@ from agent.llm.optuna_policy import (
 )
 from agent.reply_check import PlannedSlot, ReplyContext, check_reply
 from experiment.config import load_experiment
-from experiment.exploration import Seeds, SlotResult, block_of
+from experiment.exploration import Seeds, SlotResult
 from experiment.records import R2Row
+from helpers.replies import N_SLOTS, policy_context
 from helpers.results import slot_result
 from memory.variance import config_key
 
@@ -34,7 +35,6 @@ TrialState = optuna.trial.TrialState
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "configs" / "flyvis_tiny.yaml"
-N_SLOTS, N_ITER_BLOCK = 4, 12
 
 
 @pytest.fixture(scope="module")
@@ -76,20 +76,7 @@ def measure(p: PlannedSlot) -> SlotResult:
 
 def context(batch: int, results: list[SlotResult], n_batches: int, base: Trainable, baseline: int) -> ReplyContext:
     """What the controller hands the policy after ``batch`` (0: PARALLEL START)."""
-    first = batch * N_SLOTS + 1
-    nxt = list(range(first, first + N_SLOTS)) if batch < n_batches else []
-    return ReplyContext(
-        is_start=batch == 0,
-        batch_results=[r for r in results if r.batch == batch],
-        all_results=results,
-        next_iterations=nxt,
-        next_starts_block=bool(nxt) and (nxt[0] - 1) % N_ITER_BLOCK == 0,
-        block=block_of((batch - 1) * N_SLOTS + 1, N_ITER_BLOCK) if batch else 1,
-        base_trainable=base,
-        n_iter_block=N_ITER_BLOCK,
-        baseline_batches=baseline,
-        time_limit_min=5.0,
-    )
+    return policy_context(batch, results, n_batches, base, baseline)
 
 
 def request(ctx: ReplyContext, call_id: str = "batch") -> LLMRequest:

@@ -23,9 +23,10 @@ from agent.reply import parse_reply, validate_reply
 from agent.reply_check import PlannedSlot, ReplyContext, check_reply
 from agent.run import create_run_dir
 from experiment.config import load_experiment
-from experiment.exploration import Seeds, SlotResult, block_of
+from experiment.exploration import Seeds, SlotResult
 from experiment.records import R2Row
 from experiment.yaml_io import load_yaml_text
+from helpers.replies import policy_context
 from helpers.results import slot_result
 from memory.variance import variance_table
 
@@ -38,7 +39,6 @@ EXPLORATIONS = {
     GS: ("flyvis_gs_demo_cpu.yaml", "flyvis_gs_cpu.yaml", "flyvis_62_1_gs.yaml"),
     VREST: ("flyvis_gs_vrest_demo_cpu.yaml", "flyvis_gs_vrest_cpu.yaml", "flyvis_62_1_gs_vrest.yaml"),
 }
-N_SLOTS, N_ITER_BLOCK = 4, 12
 
 
 def profile_of(name: str) -> Profile:
@@ -294,24 +294,6 @@ def _measure(p: PlannedSlot) -> SlotResult:
     )
 
 
-def _context(batch: int, results: list[SlotResult], n_batches: int, base: Trainable, profile: Profile) -> ReplyContext:
-    first = batch * N_SLOTS + 1
-    nxt = list(range(first, first + N_SLOTS)) if batch < n_batches else []
-    return ReplyContext(
-        is_start=batch == 0,
-        batch_results=[r for r in results if r.batch == batch],
-        all_results=results,
-        next_iterations=nxt,
-        next_starts_block=bool(nxt) and (nxt[0] - 1) % N_ITER_BLOCK == 0,
-        block=block_of((batch - 1) * N_SLOTS + 1, N_ITER_BLOCK) if batch else 1,
-        base_trainable=base,
-        n_iter_block=N_ITER_BLOCK,
-        baseline_batches=1,
-        time_limit_min=5.0,
-        profile=profile,
-    )
-
-
 def _request(ctx: ReplyContext) -> LLMRequest:
     return LLMRequest(
         call_id="batch",
@@ -333,7 +315,7 @@ def test_both_policies_play_a_whole_run_of_each_exploration(tmp_path: Path, name
     results: list[SlotResult] = []
     n_batches = 6
     for batch in range(n_batches + 1):
-        ctx = _context(batch, results, n_batches, base, profile)
+        ctx = policy_context(batch, results, n_batches, base, 1, profile)
         reply, planned = check_reply(policy(_request(ctx)), ctx)  # raises on any violation of the profile
         for entry in reply.entries:
             assert entry.status in [w.lower() for w in profile.status.words]
