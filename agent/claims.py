@@ -429,10 +429,6 @@ def _entry_key(raw: str) -> str | None:
     return ENTRY_KEYS.get(m.group(1).strip().lower()) if m else None
 
 
-def _structured(raw: str) -> bool:
-    return _entry_key(raw) in STRUCTURED_KEYS
-
-
 def logical_lines(text: str) -> Iterator[tuple[int, str]]:
     """(number of its first line, text) of each markdown item: a line with its soft-wrapped continuation lines.
 
@@ -444,11 +440,12 @@ def logical_lines(text: str) -> Iterator[tuple[int, str]]:
     for number, line in enumerate(text.splitlines(), start=1):
         stripped = line.strip()
         raw = clean_line(line)
+        key = _entry_key(raw)
         new_item = (
             not stripped
             or _ITEM_START.match(stripped) is not None
             or _KEY_LINE.match(raw) is not None
-            or _entry_key(raw) is not None
+            or key is not None
             or not open_
         )
         if new_item and parts:
@@ -460,7 +457,7 @@ def logical_lines(text: str) -> Iterator[tuple[int, str]]:
         if new_item:
             start = number
         parts.append(raw)
-        open_ = not (raw.startswith(("#", "|")) or _structured(raw) or raw.endswith((".", "!", "?", ";")))
+        open_ = not (raw.startswith(("#", "|")) or key in STRUCTURED_KEYS or raw.endswith((".", "!", "?", ";")))
     if parts:
         yield start, " ".join(parts)
 

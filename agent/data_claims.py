@@ -341,9 +341,8 @@ def _clause(sentence: str, start: int, end: int) -> tuple[int, int]:
 def _count_errors(where: str, sentence: str, facts: ClaimFacts, own: SlotResult | None) -> list[str]:
     errors = []
     found = {m.span(): m for rx in _COUNTS for m in rx.finditer(sentence)}
-    several = (
-        len(found) > 1
-    )  # each count takes its predicate from its own clause ("0 of 5 runs above X, 5 of 5 rising")
+    # with several counts, each takes its predicate from its own clause ("0 of 5 runs above X, 5 of 5 rising")
+    several = len(found) > 1
     for m in found.values():
         n = _number(m.group("n"))
         k = n if m.group("k").lower() == "all" else _number(m.group("k"))

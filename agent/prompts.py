@@ -227,8 +227,8 @@ def run_profile(instructions: str | None) -> Profile | None:
     profile) when it recorded none or the file is gone since."""
     if not instructions:
         return None
-    try:
-        return load_instructions(instructions).profile
+    try:  # the profile file alone: the instruction texts are not read or rendered
+        return load_exploration_profile(resolve_instruction_path(instructions))
     except PromptError:
         return None
 

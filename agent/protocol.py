@@ -78,13 +78,6 @@ def metric_values(result: SlotResult) -> dict[str, float] | None:
     return {k: float(v) for k, v in result.metrics.model_dump().items() if isinstance(v, int | float)}
 
 
-def classify_r2(r2: float, failed: bool = False) -> Status:
-    """converged above CONVERGED, partial from PARTIAL to CONVERGED, failed below PARTIAL or when the slot failed."""
-    if failed or r2 < PARTIAL:
-        return "failed"
-    return "converged" if r2 > CONVERGED else "partial"
-
-
 def entry_status(result: SlotResult, profile: Profile | None = None) -> Status:
     """A slot's entry status under the profile's rule (a failed slot has the lowest word)."""
     return resolve(profile).classify(metric_values(result))
